@@ -1,0 +1,28 @@
+"""Sigil: a breakout-scanning crypto paper-trading daemon with a Rust engine.
+
+The numeric core lives in :mod:`sigil._core` (Rust); this package re-exports its public API:
+
+- :func:`atr`, :func:`atr_many`, :class:`Atr` — Wilder's ATR, TA-Lib compatible;
+- :func:`hard_stop_pct` — the ATR-relative hard stop;
+- :class:`GuardTable` — the pre-signal guard and cooldowns;
+- :func:`replay` — deterministic replay of candle files through the variants.
+"""
+
+from __future__ import annotations
+
+from sigil._core import Atr, GuardTable, atr, atr_many, hard_stop_pct
+from sigil.errors import ConfigError, DataError, SigilError
+from sigil.report.replay import ReplayResult, replay
+
+__all__ = [
+    "Atr",
+    "ConfigError",
+    "DataError",
+    "GuardTable",
+    "ReplayResult",
+    "SigilError",
+    "atr",
+    "atr_many",
+    "hard_stop_pct",
+    "replay",
+]

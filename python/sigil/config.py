@@ -1,0 +1,212 @@
+"""Configuration: one pydantic model, loaded from ``sigil.yaml`` plus one overlay per variant.
+
+A config directory holds ``sigil.yaml`` (shared defaults and the daemon's settings) and
+``variants/<name>.yaml`` (one posture overlay per variant, in the order ``sigil.yaml`` lists them).
+Every file is validated: an unknown key, a wrong type or an impossible value raises
+:class:`~sigil.errors.ConfigError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sigil.errors import ConfigError
+
+#: Smallest and largest hard stop (fix G), as fractions of the entry price.
+STOP_FLOOR_PCT = 0.03
+STOP_CAP_PCT = 0.06
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Posture(_Strict):
+    """Every trading parameter of a variant; ``sigil.yaml``'s ``defaults`` and each overlay set these."""
+
+    starting_balance: float = Field(1000.0, ge=0, allow_inf_nan=False)
+    stake: float = Field(100.0, gt=0, allow_inf_nan=False)
+    fee_rate: float = Field(0.001, ge=0, lt=0.5, allow_inf_nan=False)
+    slippage: float = Field(0.0005, ge=0, lt=0.5, allow_inf_nan=False)
+    atr_period: int = Field(14, ge=1, le=1000)
+    stop_k: float = Field(1.5, ge=0, allow_inf_nan=False)
+    stop_floor: float = Field(STOP_FLOOR_PCT, gt=0, lt=1, allow_inf_nan=False)
+    stop_cap: float = Field(STOP_CAP_PCT, gt=0, lt=1, allow_inf_nan=False)
+    lookback: int = Field(20, ge=1, le=10_000)
+    volume_mult: float = Field(2.0, ge=0, allow_inf_nan=False)
+    breakout_buffer: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
+    atr_min_pct: float = Field(0.005, ge=0, allow_inf_nan=False)
+    atr_max_pct: float = Field(0.10, gt=0, allow_inf_nan=False)
+    trail_activation: float = Field(1.0, ge=0, allow_inf_nan=False)
+    trail_mult: float = Field(2.0, gt=0, allow_inf_nan=False)
+    time_stop_candles: int = Field(0, ge=0)
+    max_open: int = Field(5, ge=1)
+    cooldown_candles: int = Field(8, ge=0)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.stop_cap < self.stop_floor:
+            raise ValueError(f"stop_cap ({self.stop_cap}) is below stop_floor ({self.stop_floor})")
+        if self.atr_max_pct < self.atr_min_pct:
+            raise ValueError(f"atr_max_pct ({self.atr_max_pct}) is below atr_min_pct ({self.atr_min_pct})")
+        return self
+
+
+class Variant(Posture):
+    """One named variant: the shared defaults with its overlay applied."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    def engine_params(self) -> dict[str, Any]:
+        """The dict ``sigil._core`` takes for this variant."""
+        return self.model_dump()
+
+
+class ExchangeConfig(_Strict):
+    """Where candles come from."""
+
+    id: str = "binance"
+    #: Points every API URL of the ccxt client at this host (the simulator, a proxy); None = the real one.
+    url: str | None = None
+    timeframe: str = Field("1h", pattern=r"^[0-9]+[mhd]$")
+    quote: str = "USDT"
+    min_quote_volume: float = Field(0.0, ge=0)
+    max_quote_volume: float | None = Field(None, gt=0)
+    max_symbols: int = Field(150, ge=1)
+    history_candles: int = Field(200, ge=1, le=1000)
+    max_concurrency: int = Field(8, ge=1, le=64)
+    retries: int = Field(4, ge=0, le=20)
+    timeout_s: float = Field(10.0, gt=0)
+    universe_refresh_s: float = Field(3600.0, gt=0)
+
+
+class DatabaseConfig(_Strict):
+    """Where state lives. ``url`` None = an embedded PostgreSQL under ``home``."""
+
+    url: str | None = None
+    pool_min: int = Field(1, ge=1)
+    pool_max: int = Field(8, ge=1)
+
+
+class DaemonConfig(_Strict):
+    """Scheduling, liveness and the health endpoint."""
+
+    scan_interval_s: float = Field(60.0, gt=0)
+    exit_interval_s: float = Field(10.0, gt=0)
+    exit_pass: bool = True
+    job_timeout_s: float = Field(120.0, gt=0)
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(8787, ge=0, le=65535)
+    heartbeat_max_age_s: float = Field(300.0, gt=0)
+
+
+class SigilConfig(_Strict):
+    """The whole configuration: shared defaults, the variants, exchange, database and daemon."""
+
+    defaults: Posture = Posture()
+    variants: list[str] = Field(default_factory=lambda: ["baseline", "moderate", "aggressive", "unhinged"])
+    exchange: ExchangeConfig = ExchangeConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    daemon: DaemonConfig = DaemonConfig()
+
+
+class Config(BaseModel):
+    """A loaded configuration: the settings and the resolved variants, in order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    settings: SigilConfig
+    variants: tuple[Variant, ...]
+    source: str
+
+    def variant(self, name: str) -> Variant:
+        """The variant called ``name``; ConfigError when there is none."""
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ConfigError(f"unknown variant {name!r} (known: {', '.join(v.name for v in self.variants)})")
+
+
+def default_config_dir() -> Path:
+    """The configuration shipped inside the package (``config/`` in the source tree)."""
+    return Path(str(resources.files("sigil") / "defaults" / "config"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _explain(path: Path, e: ValidationError) -> ConfigError:
+    parts = []
+    for err in e.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "(file)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{where}: {msg}")
+    return ConfigError(f"{path}: " + "; ".join(parts))
+
+
+def load_variant(path: Path, defaults: Posture, known: dict[str, Variant] | None = None) -> Variant:
+    """One overlay file over ``defaults``. ``extends: NAME`` starts from an already loaded variant."""
+    overlay = _read_yaml(path)
+    base: dict[str, Any] = defaults.model_dump()
+    parent = overlay.pop("extends", None)
+    if parent is not None:
+        if known is None or parent not in known:
+            raise ConfigError(f"{path}: extends: unknown variant {parent!r}")
+        base = known[parent].model_dump()
+    base["name"] = overlay.pop("name", path.stem)
+    try:
+        return Variant.model_validate({**base, **overlay})
+    except ValidationError as e:
+        raise _explain(path, e) from None
+
+
+def load_config(config_dir: str | Path | None = None, extra_variants: tuple[str | Path, ...] = ()) -> Config:
+    """Loads ``sigil.yaml`` and its variants from ``config_dir`` (default: the shipped config).
+
+    ``extra_variants`` are overlay files added after the configured variants (for instance the
+    pre-fix posture ``config/legacy/fixed3.yaml``, which extends a configured variant).
+    """
+    root = Path(config_dir) if config_dir is not None else default_config_dir()
+    if not root.is_dir():
+        raise ConfigError(f"{root}: config directory not found")
+    main = root / "sigil.yaml"
+    try:
+        settings = SigilConfig.model_validate(_read_yaml(main))
+    except ValidationError as e:
+        raise _explain(main, e) from None
+    variants: dict[str, Variant] = {}
+    for name in settings.variants:
+        v = load_variant(root / "variants" / f"{name}.yaml", settings.defaults, variants)
+        if v.name in variants:
+            raise ConfigError(f"{root / 'variants' / name}.yaml: variant name {v.name!r} used twice")
+        variants[v.name] = v
+    for extra in extra_variants:
+        v = load_variant(Path(extra), settings.defaults, variants)
+        if v.name in variants:
+            raise ConfigError(f"{extra}: variant name {v.name!r} used twice")
+        variants[v.name] = v
+    if not variants:
+        raise ConfigError(f"{main}: variants: at least one variant is needed")
+    return Config(settings=settings, variants=tuple(variants.values()), source=str(root))

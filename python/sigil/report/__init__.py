@@ -1,0 +1,1 @@
+"""Replay results and the variant table."""

@@ -1,0 +1,247 @@
+"""Replay: candle files through every variant in the Rust engine, and what came out of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sigil import _core
+from sigil.config import Config, load_config
+from sigil.data.candles import CandleSeries, load_universe
+
+EXIT_REASONS = ("atr_trail", "hard_stop", "time_stop")
+SKIP_REASONS = ("open", "cooldown", "max_open", "balance")
+
+
+def iso(ms: int) -> str:
+    """Milliseconds since the epoch → ISO 8601 UTC (``2024-01-01T00:00:00Z``)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One closed trade. ``entry_time`` is the close time of the signal candle (ms UTC)."""
+
+    variant: str
+    symbol: str
+    entry_time: int
+    exit_time: int
+    entry_price: float
+    exit_price: float
+    qty: float
+    stake: float
+    stop_pct: float
+    atr_at_entry: float
+    exit_reason: str
+    pnl: float
+    fees: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON shape of ``--json``: times in ISO 8601 UTC."""
+        d = self.__dict__.copy()
+        d["entry_time"] = iso(self.entry_time)
+        d["exit_time"] = iso(self.exit_time)
+        return d
+
+
+@dataclass(frozen=True)
+class OpenPosition:
+    """A position still open when the data ended."""
+
+    variant: str
+    symbol: str
+    entry_time: int
+    entry_price: float
+    qty: float
+    stake: float
+    stop_pct: float
+    atr_at_entry: float
+    stop_price: float
+    trail_active: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON shape of ``--json``."""
+        d = self.__dict__.copy()
+        d["entry_time"] = iso(self.entry_time)
+        return d
+
+
+@dataclass(frozen=True)
+class VariantMetrics:
+    """What one variant did over the replay."""
+
+    closed_trades: int
+    wins: int
+    net_pnl: float
+    fees: float
+    by_reason: dict[str, tuple[int, float]]
+    skips: dict[str, int]
+    opens: int
+    open_positions: int
+    starting_balance: float
+    balance: float
+    equity: float
+    max_drawdown: float
+
+    def share(self, reason: str) -> float:
+        """Fraction of closed trades that exited for ``reason``."""
+        return self.by_reason[reason][0] / self.closed_trades if self.closed_trades else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON shape of ``--json``'s ``variants`` entries."""
+        return {
+            "closed_trades": self.closed_trades,
+            "wins": self.wins,
+            "win_rate": self.wins / self.closed_trades if self.closed_trades else 0.0,
+            "net_pnl": self.net_pnl,
+            "fees": self.fees,
+            "exits": {r: {"count": n, "share": self.share(r), "pnl": p} for r, (n, p) in self.by_reason.items()},
+            "skips": self.skips,
+            "opens": self.opens,
+            "open_positions": self.open_positions,
+            "starting_balance": self.starting_balance,
+            "balance": self.balance,
+            "equity": self.equity,
+            "max_drawdown": self.max_drawdown,
+        }
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Trades, open positions, metrics and equity curves of a replay, per variant in config order."""
+
+    variants: tuple[str, ...]
+    trades: list[Trade]
+    open_positions: list[OpenPosition]
+    metrics: dict[str, VariantMetrics]
+    equity_time: npt.NDArray[np.int64]
+    equity: dict[str, npt.NDArray[np.float64]]
+    candles: int
+    symbols: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The document ``sigil replay --json`` writes."""
+        return {
+            "variants": {name: m.to_json() for name, m in self.metrics.items()},
+            "trades": [t.to_json() for t in self.trades],
+            "open_positions": [p.to_json() for p in self.open_positions],
+            "candles": self.candles,
+            "symbols": list(self.symbols),
+        }
+
+
+def _max_drawdown(curve: npt.NDArray[np.float64]) -> float:
+    if curve.size == 0:
+        return 0.0
+    peak = np.maximum.accumulate(curve)
+    return float(np.max((peak - curve) / peak)) if np.all(peak > 0) else 0.0
+
+
+def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
+    names: list[str] = raw["variants"]
+    symbols: list[str] = raw["symbols"]
+    t = raw["trades"]
+    trades = [
+        Trade(
+            variant=names[int(t["variant"][i])],
+            symbol=symbols[int(t["symbol"][i])],
+            entry_time=int(t["entry_time"][i]),
+            exit_time=int(t["exit_time"][i]),
+            entry_price=float(t["entry_price"][i]),
+            exit_price=float(t["exit_price"][i]),
+            qty=float(t["qty"][i]),
+            stake=float(t["stake"][i]),
+            stop_pct=float(t["stop_pct"][i]),
+            atr_at_entry=float(t["atr_at_entry"][i]),
+            exit_reason=str(t["exit_reason"][i]),
+            pnl=float(t["pnl"][i]),
+            fees=float(t["fees"][i]),
+        )
+        for i in range(len(t["pnl"]))
+    ]
+    o = raw["open_positions"]
+    open_positions = [
+        OpenPosition(
+            variant=names[int(o["variant"][i])],
+            symbol=symbols[int(o["symbol"][i])],
+            entry_time=int(o["entry_time"][i]),
+            entry_price=float(o["entry_price"][i]),
+            qty=float(o["qty"][i]),
+            stake=float(o["stake"][i]),
+            stop_pct=float(o["stop_pct"][i]),
+            atr_at_entry=float(o["atr_at_entry"][i]),
+            stop_price=float(o["stop_price"][i]),
+            trail_active=bool(o["trail_active"][i]),
+        )
+        for i in range(len(o["qty"]))
+    ]
+    equity = {name: np.asarray(raw["equity"][k]) for k, name in enumerate(names)}
+    metrics: dict[str, VariantMetrics] = {}
+    for k, name in enumerate(names):
+        mine = [x for x in trades if x.variant == name]
+        by_reason = {
+            r: (sum(1 for x in mine if x.exit_reason == r), sum(x.pnl for x in mine if x.exit_reason == r))
+            for r in EXIT_REASONS
+        }
+        counts = raw["counts"][k]
+        curve = equity[name]
+        metrics[name] = VariantMetrics(
+            closed_trades=len(mine),
+            wins=sum(1 for x in mine if x.pnl > 0),
+            net_pnl=sum(x.pnl for x in mine),
+            fees=sum(x.fees for x in mine),
+            by_reason=by_reason,
+            skips={r: int(counts[f"skip_{r}"]) for r in SKIP_REASONS},
+            opens=int(counts["opens"]),
+            open_positions=sum(1 for p in open_positions if p.variant == name),
+            starting_balance=config.variant(name).starting_balance,
+            balance=float(raw["balances"][k]),
+            equity=float(curve[-1]) if curve.size else float(raw["balances"][k]),
+            max_drawdown=_max_drawdown(curve),
+        )
+    return ReplayResult(
+        variants=tuple(names),
+        trades=trades,
+        open_positions=open_positions,
+        metrics=metrics,
+        equity_time=np.asarray(raw["equity_time"]),
+        equity=equity,
+        candles=int(raw["candles"]),
+        symbols=tuple(symbols),
+    )
+
+
+def replay_series(
+    series: Sequence[CandleSeries],
+    config: Config,
+    progress: Callable[[int, int], object] | None = None,
+) -> ReplayResult:
+    """Replays already-loaded candle series through ``config``'s variants."""
+    raw = _core.replay(
+        [s.engine_tuple() for s in series],
+        [v.engine_params() for v in config.variants],
+        progress,
+    )
+    return _result(raw, config)
+
+
+def replay(
+    data: str | Path | Iterable[str | Path],
+    config_dir: str | Path | None = None,
+    extra_variants: Iterable[str | Path] = (),
+    progress: Callable[[int, int], object] | None = None,
+) -> ReplayResult:
+    """Replays candle files (paths or folders) through the configured variants.
+
+    Deterministic: the same files and config give the same result, bit for bit.
+    Raises :class:`~sigil.errors.DataError` or :class:`~sigil.errors.ConfigError` on bad input.
+    """
+    paths = [data] if isinstance(data, str | Path) else list(data)
+    config = load_config(config_dir, tuple(extra_variants))
+    return replay_series(load_universe(paths), config, progress)

@@ -1,0 +1,21 @@
+//! Sigil's engine: pure Rust, no I/O, no Python.
+//!
+//! The same decision step ([`engine::Engine`]) drives live paper trading (through the PyO3 bindings)
+//! and deterministic replay ([`replay`]). The rules are written down in `docs/HLD.md`.
+
+pub mod atr;
+pub mod breakout;
+pub mod candle;
+pub mod engine;
+pub mod error;
+pub mod fills;
+pub mod guard;
+pub mod replay;
+pub mod stops;
+
+pub use atr::{atr, atr_many, Atr};
+pub use candle::Candle;
+pub use engine::{Engine, Intent, SkipReason, VariantParams};
+pub use error::EngineError;
+pub use guard::{Blocked, GuardTable};
+pub use stops::{hard_stop_pct, ExitReason, STOP_CAP_PCT, STOP_FLOOR_PCT};

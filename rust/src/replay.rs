@@ -1,0 +1,205 @@
+//! Deterministic replay: many symbols merged in time order through every variant, with paper fills.
+//!
+//! Same input, same output, bit for bit: the merge order is (close time, symbol name) and every
+//! decision goes through the same [`Engine`] the daemon uses.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::candle::Candle;
+use crate::engine::{ClosedTrade, Engine, Intent, Position, SkipReason, VariantParams};
+use crate::error::EngineError;
+
+/// One symbol's candles, columns of equal length, `time` = open times in ms, strictly increasing.
+#[derive(Debug, Clone, Copy)]
+pub struct Series<'a> {
+    pub symbol: &'a str,
+    pub tf_ms: i64,
+    pub time: &'a [i64],
+    pub open: &'a [f64],
+    pub high: &'a [f64],
+    pub low: &'a [f64],
+    pub close: &'a [f64],
+    pub volume: &'a [f64],
+}
+
+impl Series<'_> {
+    fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    fn candle(&self, i: usize) -> Candle {
+        Candle {
+            open_time: self.time[i],
+            open: self.open[i],
+            high: self.high[i],
+            low: self.low[i],
+            close: self.close[i],
+            volume: self.volume[i],
+        }
+    }
+
+    /// Equal lengths, valid candles, strictly increasing times.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let n = self.len();
+        for (field, len) in [
+            ("open", self.open.len()),
+            ("high", self.high.len()),
+            ("low", self.low.len()),
+            ("close", self.close.len()),
+            ("volume", self.volume.len()),
+        ] {
+            if len != n {
+                return Err(EngineError::LengthMismatch { expected: n, field, got: len });
+            }
+        }
+        for i in 0..n {
+            self.candle(i).validate(i)?;
+            if i > 0 && self.time[i] <= self.time[i - 1] {
+                return Err(EngineError::Unsorted { index: i });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts of one variant's run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VariantCounts {
+    pub signals: u64,
+    /// Skipped breakouts by reason, in [`SkipReason::ALL`] order.
+    pub skips: [u64; 4],
+}
+
+/// Everything a replay produced.
+#[derive(Debug, Clone)]
+pub struct ReplayResult {
+    /// Symbol names by engine id.
+    pub symbols: Vec<String>,
+    pub trades: Vec<ClosedTrade>,
+    pub open_positions: Vec<Position>,
+    pub counts: Vec<VariantCounts>,
+    pub balances: Vec<f64>,
+    /// Equity sampled after every distinct close time: `equity[v][j]` at `equity_time[j]`.
+    pub equity_time: Vec<i64>,
+    pub equity: Vec<Vec<f64>>,
+    pub candles: u64,
+}
+
+/// Runs every variant over every series. `progress(done, total)` is called every `progress_every`
+/// candles (and at the end).
+pub fn replay(
+    params: Vec<VariantParams>,
+    series: &[Series<'_>],
+    progress_every: u64,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ReplayResult, EngineError> {
+    let mut engine = Engine::new(params)?;
+    let nv = engine.params().len();
+    // Ids in name order, so the merge's tie-break (close time, symbol id) is by name.
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    order.sort_by(|&a, &b| series[a].symbol.cmp(series[b].symbol));
+    for w in order.windows(2) {
+        if series[w[0]].symbol == series[w[1]].symbol {
+            return Err(EngineError::InvalidParam {
+                name: "series",
+                reason: format!("symbol {} given twice", series[w[0]].symbol),
+            });
+        }
+    }
+    let mut by_id: Vec<&Series<'_>> = Vec::with_capacity(series.len());
+    for &i in &order {
+        let s = &series[i];
+        s.validate().map_err(|e| EngineError::InvalidParam { name: "series", reason: format!("{}: {e}", s.symbol) })?;
+        engine.add_symbol(s.symbol, s.tf_ms)?;
+        by_id.push(s);
+    }
+    let total: u64 = by_id.iter().map(|s| s.len() as u64).sum();
+    let mut heap: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::with_capacity(by_id.len());
+    let mut cursor = vec![0usize; by_id.len()];
+    for (id, s) in by_id.iter().enumerate() {
+        if s.len() > 0 {
+            heap.push(Reverse((s.time[0] + s.tf_ms, id as u32)));
+        }
+    }
+
+    let mut result = ReplayResult {
+        symbols: by_id.iter().map(|s| s.symbol.to_owned()).collect(),
+        trades: Vec::new(),
+        open_positions: Vec::new(),
+        counts: vec![VariantCounts::default(); nv],
+        balances: Vec::new(),
+        equity_time: Vec::new(),
+        equity: vec![Vec::new(); nv],
+        candles: 0,
+    };
+    let mut intents = Vec::with_capacity(4 * nv);
+    let mut current_time: Option<i64> = None;
+    while let Some(Reverse((close_time, id))) = heap.pop() {
+        if current_time.is_some_and(|t| t != close_time) {
+            sample_equity(&engine, &mut result, current_time.unwrap_or_default());
+        }
+        current_time = Some(close_time);
+        let s = by_id[id as usize];
+        let i = cursor[id as usize];
+        let candle = s.candle(i);
+        cursor[id as usize] = i + 1;
+        if i + 1 < s.len() {
+            heap.push(Reverse((s.time[i + 1] + s.tf_ms, id)));
+        }
+
+        intents.clear();
+        engine.exits(id, &candle, &mut intents)?;
+        for intent in &intents {
+            if let Intent::Close { variant, symbol, time, price, reason } = *intent {
+                let p = &engine.params()[variant as usize];
+                let qty = engine.position(variant, symbol).map_or(0.0, |x| x.qty);
+                let fill = p.costs.sell(price, qty);
+                let trade = engine.apply_close(variant, symbol, time, &fill, reason)?;
+                result.trades.push(trade);
+            }
+        }
+        intents.clear();
+        engine.signals(id, &mut intents)?;
+        for intent in &intents {
+            match *intent {
+                Intent::Open { variant, symbol, time, price, stop_pct, atr } => {
+                    let p = &engine.params()[variant as usize];
+                    let stake = p.stake;
+                    let fill = p.costs.buy(price, stake);
+                    engine.apply_open(variant, symbol, time, &fill, stake, stop_pct, atr)?;
+                    result.counts[variant as usize].signals += 1;
+                }
+                Intent::Skip { variant, reason, .. } => {
+                    let k = SkipReason::ALL.iter().position(|&r| r == reason).unwrap_or(0);
+                    result.counts[variant as usize].skips[k] += 1;
+                }
+                Intent::Close { .. } => {}
+            }
+        }
+        result.candles += 1;
+        if progress_every > 0 && result.candles % progress_every == 0 {
+            progress(result.candles, total);
+        }
+    }
+    if let Some(t) = current_time {
+        sample_equity(&engine, &mut result, t);
+    }
+    progress(result.candles, total);
+    for v in 0..nv as u32 {
+        for &s in engine.open_symbols(v) {
+            if let Some(p) = engine.position(v, s) {
+                result.open_positions.push(*p);
+            }
+        }
+        result.balances.push(engine.balance(v));
+    }
+    Ok(result)
+}
+
+fn sample_equity(engine: &Engine, result: &mut ReplayResult, time: i64) {
+    result.equity_time.push(time);
+    for (v, curve) in result.equity.iter_mut().enumerate() {
+        curve.push(engine.equity(v as u32));
+    }
+}

@@ -1,0 +1,195 @@
+//! `replay(series, variants, progress=None)`: the deterministic replay, GIL released while it runs.
+
+use std::borrow::Cow;
+
+use numpy::{IntoPyArray, PyReadonlyArray1};
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::errors::value_error;
+use sigil_engine::breakout::BreakoutParams;
+use sigil_engine::engine::{SkipReason, VariantParams};
+use sigil_engine::fills::Costs;
+use sigil_engine::replay::{replay as run_replay, Series};
+use sigil_engine::stops::{ExitReason, TrailParams};
+
+/// Reads one key of a variant dict, naming the variant and the key when missing or mistyped.
+fn field<'py, T>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+    for<'a> <T as FromPyObject<'a, 'py>>::Error: Into<PyErr>,
+{
+    let v = d
+        .get_item(key)?
+        .ok_or_else(|| PyKeyError::new_err(format!("variant parameter {key:?} missing")))?;
+    v.extract::<T>().map_err(|e| {
+        let e: PyErr = e.into();
+        PyValueError::new_err(format!("variant parameter {key:?}: {e}"))
+    })
+}
+
+/// A variant from the dict the config layer produces (`VariantConfig.engine_params()`).
+pub fn variant_params(d: &Bound<'_, PyDict>) -> PyResult<VariantParams> {
+    let p = VariantParams {
+        name: field(d, "name")?,
+        stop_k: field(d, "stop_k")?,
+        stop_floor: field(d, "stop_floor")?,
+        stop_cap: field(d, "stop_cap")?,
+        breakout: BreakoutParams {
+            lookback: field(d, "lookback")?,
+            volume_mult: field(d, "volume_mult")?,
+            buffer: field(d, "breakout_buffer")?,
+            atr_min_pct: field(d, "atr_min_pct")?,
+            atr_max_pct: field(d, "atr_max_pct")?,
+        },
+        max_open: field(d, "max_open")?,
+        cooldown_candles: field(d, "cooldown_candles")?,
+        stake: field(d, "stake")?,
+        starting_balance: field(d, "starting_balance")?,
+        costs: Costs { fee_rate: field(d, "fee_rate")?, slippage: field(d, "slippage")? },
+        atr_period: field(d, "atr_period")?,
+        trail: TrailParams { activation: field(d, "trail_activation")?, trail_mult: field(d, "trail_mult")? },
+        time_stop_candles: field(d, "time_stop_candles")?,
+    };
+    p.validate().map_err(|e| PyValueError::new_err(format!("variant {:?}: {e}", p.name)))?;
+    Ok(p)
+}
+
+type SeriesArgs<'py> = (
+    String,
+    i64,
+    PyReadonlyArray1<'py, i64>,
+    PyReadonlyArray1<'py, f64>,
+    PyReadonlyArray1<'py, f64>,
+    PyReadonlyArray1<'py, f64>,
+    PyReadonlyArray1<'py, f64>,
+    PyReadonlyArray1<'py, f64>,
+);
+
+fn cow<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().to_vec()),
+    }
+}
+
+/// Replays `series` (tuples `(symbol, tf_ms, time_ms, open, high, low, close, volume)`) through
+/// `variants` (dicts). `progress(done, total)` is called now and then with the GIL held.
+#[pyfunction]
+#[pyo3(signature = (series, variants, progress = None))]
+fn replay<'py>(
+    py: Python<'py>,
+    series: Vec<SeriesArgs<'py>>,
+    variants: Vec<Bound<'py, PyDict>>,
+    progress: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let params = variants.iter().map(variant_params).collect::<PyResult<Vec<_>>>()?;
+    let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    let cols: Vec<[Cow<'_, [f64]>; 5]> =
+        series.iter().map(|s| [cow(&s.3), cow(&s.4), cow(&s.5), cow(&s.6), cow(&s.7)]).collect();
+    let times: Vec<Cow<'_, [i64]>> = series.iter().map(|s| cow(&s.2)).collect();
+    let views: Vec<Series<'_>> = series
+        .iter()
+        .zip(&cols)
+        .zip(&times)
+        .map(|((s, c), t)| Series {
+            symbol: &s.0,
+            tf_ms: s.1,
+            time: t,
+            open: &c[0],
+            high: &c[1],
+            low: &c[2],
+            close: &c[3],
+            volume: &c[4],
+        })
+        .collect();
+    let total: u64 = times.iter().map(|t| t.len() as u64).sum();
+    let every = (total / 100).max(10_000);
+    let progress = progress.map(|p| p.unbind());
+    let mut callback_error: Option<PyErr> = None;
+    let result = py.detach(|| {
+        run_replay(params, &views, every, |done, total| {
+            if let Some(cb) = &progress {
+                Python::attach(|py| {
+                    if callback_error.is_none() {
+                        if let Err(e) = cb.call1(py, (done, total)) {
+                            callback_error = Some(e);
+                        }
+                    }
+                });
+            }
+        })
+    });
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    let r = result.map_err(value_error)?;
+
+    let out = PyDict::new(py);
+    out.set_item("variants", names)?;
+    out.set_item("symbols", r.symbols.clone())?;
+    out.set_item("candles", r.candles)?;
+    out.set_item("balances", r.balances.clone())?;
+
+    let t = &r.trades;
+    let trades = PyDict::new(py);
+    let col_i = |f: &dyn Fn(usize) -> i64| (0..t.len()).map(f).collect::<Vec<i64>>();
+    let col_f = |f: &dyn Fn(usize) -> f64| (0..t.len()).map(f).collect::<Vec<f64>>();
+    trades.set_item("variant", col_i(&|i| t[i].position.variant as i64).into_pyarray(py))?;
+    trades.set_item("symbol", col_i(&|i| t[i].position.symbol as i64).into_pyarray(py))?;
+    trades.set_item("entry_time", col_i(&|i| t[i].position.entry_time).into_pyarray(py))?;
+    trades.set_item("exit_time", col_i(&|i| t[i].exit_time).into_pyarray(py))?;
+    trades.set_item("entry_price", col_f(&|i| t[i].position.entry_price).into_pyarray(py))?;
+    trades.set_item("exit_price", col_f(&|i| t[i].exit_price).into_pyarray(py))?;
+    trades.set_item("qty", col_f(&|i| t[i].position.qty).into_pyarray(py))?;
+    trades.set_item("stake", col_f(&|i| t[i].position.stake).into_pyarray(py))?;
+    trades.set_item("stop_pct", col_f(&|i| t[i].position.stop_pct).into_pyarray(py))?;
+    trades.set_item("atr_at_entry", col_f(&|i| t[i].position.atr_at_entry).into_pyarray(py))?;
+    trades.set_item("pnl", col_f(&|i| t[i].pnl).into_pyarray(py))?;
+    trades.set_item("fees", col_f(&|i| t[i].fees).into_pyarray(py))?;
+    let reasons: Vec<&str> = t.iter().map(|x| x.reason.as_str()).collect();
+    trades.set_item("exit_reason", PyList::new(py, reasons)?)?;
+    out.set_item("trades", trades)?;
+
+    let o = &r.open_positions;
+    let open = PyDict::new(py);
+    let oi = |f: &dyn Fn(usize) -> i64| (0..o.len()).map(f).collect::<Vec<i64>>();
+    let of = |f: &dyn Fn(usize) -> f64| (0..o.len()).map(f).collect::<Vec<f64>>();
+    open.set_item("variant", oi(&|i| o[i].variant as i64).into_pyarray(py))?;
+    open.set_item("symbol", oi(&|i| o[i].symbol as i64).into_pyarray(py))?;
+    open.set_item("entry_time", oi(&|i| o[i].entry_time).into_pyarray(py))?;
+    open.set_item("entry_price", of(&|i| o[i].entry_price).into_pyarray(py))?;
+    open.set_item("qty", of(&|i| o[i].qty).into_pyarray(py))?;
+    open.set_item("stake", of(&|i| o[i].stake).into_pyarray(py))?;
+    open.set_item("entry_fee", of(&|i| o[i].entry_fee).into_pyarray(py))?;
+    open.set_item("stop_pct", of(&|i| o[i].stop_pct).into_pyarray(py))?;
+    open.set_item("atr_at_entry", of(&|i| o[i].atr_at_entry).into_pyarray(py))?;
+    open.set_item("stop_price", of(&|i| o[i].stop.level().0).into_pyarray(py))?;
+    open.set_item("highest", of(&|i| o[i].stop.highest).into_pyarray(py))?;
+    open.set_item("trail_active", PyList::new(py, o.iter().map(|x| x.stop.trail_active))?)?;
+    out.set_item("open_positions", open)?;
+
+    let counts = PyList::empty(py);
+    for c in &r.counts {
+        let d = PyDict::new(py);
+        d.set_item("opens", c.signals)?;
+        for (k, reason) in SkipReason::ALL.iter().enumerate() {
+            d.set_item(format!("skip_{}", reason.as_str()), c.skips[k])?;
+        }
+        counts.append(d)?;
+    }
+    out.set_item("counts", counts)?;
+    out.set_item("equity_time", r.equity_time.clone().into_pyarray(py))?;
+    let curves = PyList::empty(py);
+    for e in &r.equity {
+        curves.append(e.clone().into_pyarray(py))?;
+    }
+    out.set_item("equity", curves)?;
+    out.set_item("exit_reasons", [ExitReason::HardStop, ExitReason::AtrTrail, ExitReason::TimeStop].map(|r| r.as_str()).to_vec())?;
+    Ok(out)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(replay, m)?)
+}
