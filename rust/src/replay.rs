@@ -50,7 +50,11 @@ impl Series<'_> {
             ("volume", self.volume.len()),
         ] {
             if len != n {
-                return Err(EngineError::LengthMismatch { expected: n, field, got: len });
+                return Err(EngineError::LengthMismatch {
+                    expected: n,
+                    field,
+                    got: len,
+                });
             }
         }
         for i in 0..n {
@@ -110,7 +114,10 @@ pub fn replay(
     let mut by_id: Vec<&Series<'_>> = Vec::with_capacity(series.len());
     for &i in &order {
         let s = &series[i];
-        s.validate().map_err(|e| EngineError::InvalidParam { name: "series", reason: format!("{}: {e}", s.symbol) })?;
+        s.validate().map_err(|e| EngineError::InvalidParam {
+            name: "series",
+            reason: format!("{}: {e}", s.symbol),
+        })?;
         engine.add_symbol(s.symbol, s.tf_ms)?;
         by_id.push(s);
     }
@@ -151,7 +158,14 @@ pub fn replay(
         intents.clear();
         engine.exits(id, &candle, &mut intents)?;
         for intent in &intents {
-            if let Intent::Close { variant, symbol, time, price, reason } = *intent {
+            if let Intent::Close {
+                variant,
+                symbol,
+                time,
+                price,
+                reason,
+            } = *intent
+            {
                 let p = &engine.params()[variant as usize];
                 let qty = engine.position(variant, symbol).map_or(0.0, |x| x.qty);
                 let fill = p.costs.sell(price, qty);
@@ -163,22 +177,33 @@ pub fn replay(
         engine.signals(id, &mut intents)?;
         for intent in &intents {
             match *intent {
-                Intent::Open { variant, symbol, time, price, stop_pct, atr } => {
+                Intent::Open {
+                    variant,
+                    symbol,
+                    time,
+                    price,
+                    stop_pct,
+                    atr,
+                } => {
                     let p = &engine.params()[variant as usize];
-                    let stake = p.stake;
-                    let fill = p.costs.buy(price, stake);
-                    engine.apply_open(variant, symbol, time, &fill, stake, stop_pct, atr)?;
+                    let fill = p.costs.buy(price, p.stake);
+                    engine.apply_open(variant, symbol, time, &fill, stop_pct, atr)?;
                     result.counts[variant as usize].signals += 1;
                 }
-                Intent::Skip { variant, reason, .. } => {
-                    let k = SkipReason::ALL.iter().position(|&r| r == reason).unwrap_or(0);
+                Intent::Skip {
+                    variant, reason, ..
+                } => {
+                    let k = SkipReason::ALL
+                        .iter()
+                        .position(|&r| r == reason)
+                        .unwrap_or(0);
                     result.counts[variant as usize].skips[k] += 1;
                 }
                 Intent::Close { .. } => {}
             }
         }
         result.candles += 1;
-        if progress_every > 0 && result.candles % progress_every == 0 {
+        if progress_every > 0 && result.candles.is_multiple_of(progress_every) {
             progress(result.candles, total);
         }
     }

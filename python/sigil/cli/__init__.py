@@ -21,7 +21,9 @@ EXIT_BAD_INPUT = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command registered."""
-    parser = argparse.ArgumentParser(prog="sigil", description="Sigil: breakout-scanning paper-trading daemon.")
+    parser = argparse.ArgumentParser(
+        prog="sigil", description="Sigil: breakout-scanning paper-trading daemon."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"sigil.cli.{name}").add_parser(sub)

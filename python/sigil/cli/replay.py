@@ -10,7 +10,7 @@ from typing import Any
 
 from sigil.config import load_config
 from sigil.data.candles import load_universe
-from sigil.report.replay import replay_series
+from sigil.report.replay import iso, replay_series
 from sigil.report.table import variant_table
 
 #: Runs shorter than this many candles finish too fast for a progress bar to help.
@@ -62,11 +62,10 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     first = min((int(s.time[0]) for s in series if len(s)), default=0)
     last = max((int(s.time[-1]) for s in series if len(s)), default=0)
-    from sigil.report.replay import iso
 
     print(
-        f"Replayed {result.candles:,} candles of {len(series)} symbols, {iso(first)[:10]} → {iso(last)[:10]}, "
-        f"{len(result.variants)} variants"
+        f"Replayed {result.candles:,} candles of {len(series)} symbols, "
+        f"{iso(first)[:10]} → {iso(last)[:10]}, {len(result.variants)} variants"
     )
     print(variant_table(result.metrics))
     if args.json:

@@ -18,7 +18,9 @@ import numpy.typing as npt
 from sigil.errors import DataError
 
 SUFFIXES = (".feather", ".json", ".csv")
-_NAME = re.compile(r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_[A-Za-z0-9]+)?-(?P<tf>[0-9]+[smhdw])$")
+_NAME = re.compile(
+    r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_[A-Za-z0-9]+)?-(?P<tf>[0-9]+[smhdw])$"
+)
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -53,7 +55,16 @@ class CandleSeries:
 
     def engine_tuple(self) -> tuple[str, int, I64, F64, F64, F64, F64, F64]:
         """The tuple ``sigil._core.replay`` takes."""
-        return (self.symbol, self.timeframe_ms, self.time, self.open, self.high, self.low, self.close, self.volume)
+        return (
+            self.symbol,
+            self.timeframe_ms,
+            self.time,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+        )
 
     def validate(self) -> None:
         """Sorted, no duplicate times, finite positive prices, volume >= 0, low <= open/close <= high.
@@ -120,12 +131,15 @@ def _read_feather(path: Path) -> tuple[I64, list[F64]]:
     if pa.types.is_timestamp(date.type):
         unit = {"s": 1_000, "ms": 1, "us": 1e-3, "ns": 1e-6}[date.type.unit]
         raw = date.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        time = (raw // 1_000_000 if unit == 1e-6 else raw // 1000 if unit == 1e-3 else raw * int(unit)).astype(
-            np.int64
-        )
+        time = (
+            raw // 1_000_000 if unit == 1e-6 else raw // 1000 if unit == 1e-3 else raw * int(unit)
+        ).astype(np.int64)
     else:
         time = date.to_numpy(zero_copy_only=False).astype(np.int64)
-    cols = [np.ascontiguousarray(table.column(c).to_numpy(zero_copy_only=False), dtype=np.float64) for c in _COLUMNS]
+    cols = [
+        np.ascontiguousarray(table.column(c).to_numpy(zero_copy_only=False), dtype=np.float64)
+        for c in _COLUMNS
+    ]
     return time, cols
 
 
@@ -154,7 +168,10 @@ def _read_csv(path: Path) -> tuple[I64, list[F64]]:
     missing = [c for c in _COLUMNS if c not in header]
     if tcol is None or missing:
         need = ", ".join(missing + ([] if tcol else ["date"]))
-        raise DataError(f"{path}: header must name date (or time/timestamp), open, high, low, close, volume; missing {need}")
+        raise DataError(
+            f"{path}: header must name date (or time/timestamp), open, high, low, close, volume; "
+            f"missing {need}"
+        )
     idx = [header.index(c) for c in (tcol, *_COLUMNS)]
     time = np.empty(len(lines) - 1, dtype=np.int64)
     cols = [np.empty(len(lines) - 1) for _ in _COLUMNS]

@@ -101,7 +101,9 @@ class VariantMetrics:
             "win_rate": self.wins / self.closed_trades if self.closed_trades else 0.0,
             "net_pnl": self.net_pnl,
             "fees": self.fees,
-            "exits": {r: {"count": n, "share": self.share(r), "pnl": p} for r, (n, p) in self.by_reason.items()},
+            "exits": {
+                r: {"count": n, "share": self.share(r), "pnl": p} for r, (n, p) in self.by_reason.items()
+            },
             "skips": self.skips,
             "opens": self.opens,
             "open_positions": self.open_positions,

@@ -13,12 +13,18 @@ from typing import Protocol
 class Row(Protocol):
     """What a table row needs; :class:`~sigil.report.replay.VariantMetrics` provides it."""
 
-    closed_trades: int
-    net_pnl: float
-    balance: float
-    equity: float
-    open_positions: int
-    by_reason: dict[str, tuple[int, float]]
+    @property
+    def closed_trades(self) -> int: ...
+    @property
+    def net_pnl(self) -> float: ...
+    @property
+    def balance(self) -> float: ...
+    @property
+    def equity(self) -> float: ...
+    @property
+    def open_positions(self) -> int: ...
+    @property
+    def by_reason(self) -> dict[str, tuple[int, float]]: ...
 
     def share(self, reason: str) -> float: ...
 
@@ -35,7 +41,16 @@ def _exit(m: Row, reason: str) -> str:
 
 def variant_table(metrics: Mapping[str, Row]) -> str:
     """Renders the variant table as aligned text."""
-    head = ("variant", "closed trades", "atr_trail exits", "hard_stop exits", "net P&L", "balance", "equity", "open")
+    head = (
+        "variant",
+        "closed trades",
+        "atr_trail exits",
+        "hard_stop exits",
+        "net P&L",
+        "balance",
+        "equity",
+        "open",
+    )
     rows = [
         (
             name,
@@ -52,6 +67,8 @@ def variant_table(metrics: Mapping[str, Row]) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(r: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
 
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
