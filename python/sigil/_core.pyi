@@ -1,12 +1,24 @@
 """Type stubs for the Rust extension module ``sigil._core`` (checked by ``mypy.stubtest``)."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "__version__",
+    "Atr",
+    "Engine",
+    "GuardTable",
+    "atr",
+    "atr_many",
+    "buy_fill",
+    "hard_stop_pct",
+    "replay",
+    "sell_fill",
+]
 
 def atr(
     high: npt.NDArray[np.float64],
@@ -40,6 +52,7 @@ def replay(
     progress: Callable[[int, int], object] | None = None,
 ) -> dict[str, Any]: ...
 
+@final
 class Atr:
     def __new__(cls, period: int = 14) -> Atr: ...
     def update(self, high: float, low: float, close: float) -> float: ...
@@ -50,6 +63,7 @@ class Atr:
     @property
     def period(self) -> int: ...
 
+@final
 class GuardTable:
     def __new__(cls, variants: list[str]) -> GuardTable: ...
     def variant_id(self, name: str) -> int: ...
@@ -63,3 +77,58 @@ class GuardTable:
     @property
     def variants(self) -> list[str]: ...
     def __len__(self) -> int: ...
+
+_Intent: TypeAlias = tuple[Any, ...]
+
+@final
+class Engine:
+    def __new__(cls, variants: list[dict[str, Any]]) -> Engine: ...
+    @property
+    def variants(self) -> list[str]: ...
+    def add_symbol(self, name: str, tf_ms: int) -> int: ...
+    def symbol_id(self, name: str) -> int | None: ...
+    def exits(
+        self, symbol: int, open_time: int, open: float, high: float, low: float, close: float, volume: float
+    ) -> list[_Intent]: ...
+    def signals(self, symbol: int) -> list[_Intent]: ...
+    def on_price(self, symbol: int, time: int, price: float) -> list[_Intent]: ...
+    def apply_open(
+        self,
+        variant: int,
+        symbol: int,
+        time: int,
+        fill_price: float,
+        qty: float,
+        fee: float,
+        stake: float,
+        stop_pct: float,
+        atr: float,
+    ) -> dict[str, Any]: ...
+    def apply_close(
+        self, variant: int, symbol: int, time: int, fill_price: float, gross: float, fee: float, exit_reason: str
+    ) -> dict[str, Any]: ...
+    def restore_position(
+        self,
+        variant: int,
+        symbol: int,
+        entry_time: int,
+        entry_price: float,
+        qty: float,
+        stake: float,
+        entry_fee: float,
+        stop_pct: float,
+        atr_at_entry: float,
+        highest: float,
+        trail_active: bool,
+        trail_stop: float | None,
+        bars_held: int,
+        protected_until: int | None = None,
+    ) -> None: ...
+    def set_guard(self, variant: int, symbol: int, open: bool, protected_until: int | None = None) -> None: ...
+    def blocked(self, variant: int, symbol: int, now_ms: int) -> str | None: ...
+    def set_balance(self, variant: int, balance: float) -> None: ...
+    def balance(self, variant: int) -> float: ...
+    def equity(self, variant: int) -> float: ...
+    def position(self, variant: int, symbol: int) -> dict[str, Any] | None: ...
+    def open_symbols(self, variant: int) -> list[int]: ...
+    def atr(self, variant: int, symbol: int) -> float: ...

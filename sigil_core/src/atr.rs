@@ -1,6 +1,9 @@
 //! `atr`, `atr_many` and the streaming `Atr`.
 
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::borrow::Cow;
@@ -34,7 +37,9 @@ fn atr<'py>(
     period: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let (h, l, c) = (slice(&high), slice(&low), slice(&close));
-    let out = py.detach(|| engine::atr(&h, &l, &c, period)).map_err(value_error)?;
+    let out = py
+        .detach(|| engine::atr(&h, &l, &c, period))
+        .map_err(value_error)?;
     Ok(out.into_pyarray(py))
 }
 
@@ -60,7 +65,9 @@ fn atr_many<'py>(
     }
     let (rows, cols) = (shape[0], shape[1]);
     let (h, l, c) = (slice2(&high), slice2(&low), slice2(&close));
-    let out = py.detach(|| engine::atr_many(&h, &l, &c, rows, cols, period)).map_err(value_error)?;
+    let out = py
+        .detach(|| engine::atr_many(&h, &l, &c, rows, cols, period))
+        .map_err(value_error)?;
     let arr = out.into_pyarray(py);
     arr.reshape([rows, cols])
 }
@@ -76,7 +83,9 @@ impl PyAtr {
     #[new]
     #[pyo3(signature = (period = 14))]
     fn new(period: usize) -> PyResult<Self> {
-        Ok(Self { inner: engine::Atr::new(period).map_err(value_error)? })
+        Ok(Self {
+            inner: engine::Atr::new(period).map_err(value_error)?,
+        })
     }
 
     /// Feeds one candle; ValueError on a non-finite or non-positive price or high < low.
@@ -103,7 +112,11 @@ impl PyAtr {
     }
 
     fn __repr__(&self) -> String {
-        format!("Atr(period={}, value={})", self.inner.period(), self.inner.value())
+        format!(
+            "Atr(period={}, value={})",
+            self.inner.period(),
+            self.inner.value()
+        )
     }
 }
 
@@ -117,15 +130,24 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// `min(cap, max(floor, k * atr_pct))`: the hard-stop distance (fix G).
 #[pyfunction]
-#[pyo3(signature = (atr_pct, k, floor = sigil_engine::STOP_FLOOR_PCT, cap = sigil_engine::STOP_CAP_PCT))]
+#[pyo3(signature = (atr_pct, k, floor = 0.03, cap = 0.06))]
 fn hard_stop_pct(atr_pct: f64, k: f64, floor: f64, cap: f64) -> PyResult<f64> {
-    for (name, v) in [("atr_pct", atr_pct), ("k", k), ("floor", floor), ("cap", cap)] {
+    for (name, v) in [
+        ("atr_pct", atr_pct),
+        ("k", k),
+        ("floor", floor),
+        ("cap", cap),
+    ] {
         if !v.is_finite() || v < 0.0 {
-            return Err(PyValueError::new_err(format!("{name} must be a finite number >= 0, got {v}")));
+            return Err(PyValueError::new_err(format!(
+                "{name} must be a finite number >= 0, got {v}"
+            )));
         }
     }
     if cap < floor {
-        return Err(PyValueError::new_err(format!("cap ({cap}) is below floor ({floor})")));
+        return Err(PyValueError::new_err(format!(
+            "cap ({cap}) is below floor ({floor})"
+        )));
     }
     Ok(sigil_engine::hard_stop_pct(atr_pct, k, floor, cap))
 }

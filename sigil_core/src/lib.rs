@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod atr;
+mod engine;
 mod errors;
 mod fills;
 mod guard;
@@ -13,6 +14,7 @@ mod replay;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     atr::register(m)?;
+    engine::register(m)?;
     fills::register(m)?;
     guard::register(m)?;
     replay::register(m)?;
