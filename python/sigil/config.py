@@ -83,14 +83,37 @@ class ExchangeConfig(_Strict):
     retries: int = Field(4, ge=0, le=20)
     timeout_s: float = Field(10.0, gt=0)
     universe_refresh_s: float = Field(3600.0, gt=0)
+    #: First retry wait; it doubles per attempt (with jitter) up to backoff_max_s.
+    backoff_base_s: float = Field(0.5, gt=0, allow_inf_nan=False)
+    backoff_max_s: float = Field(30.0, gt=0, allow_inf_nan=False)
+    #: A Retry-After longer than this fails the call at once instead of stalling the pass behind it.
+    retry_after_max_s: float = Field(120.0, gt=0, allow_inf_nan=False)
+    #: Milliseconds per request of unit cost; None = ccxt's published limit for the exchange.
+    rate_limit_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+    #: Fiat-pegged bases: never in the universe (nothing to break out of).
+    stablecoins: tuple[str, ...] = (
+        "USDT", "USDC", "BUSD", "TUSD", "FDUSD", "USDP", "PAX", "DAI", "UST", "USDD", "PYUSD", "GUSD",
+        "SUSD", "USDS", "USDE", "USD1", "RLUSD", "XUSD", "BFUSD", "EURC", "EURI", "AEUR", "EUR", "GBP",
+    )  # fmt: skip
+    #: A base made of another listed base plus one of these is a leveraged token (BTCUP, ETHBEAR, XRP3L).
+    leveraged_suffixes: tuple[str, ...] = ("UP", "DOWN", "BULL", "BEAR", "2L", "2S", "3L", "3S", "5L", "5S")
 
 
 class DatabaseConfig(_Strict):
-    """Where state lives. ``url`` None = an embedded PostgreSQL under ``home``."""
+    """Where state lives. ``url`` None = an embedded PostgreSQL under ``home``.
+
+    The URL actually used is ``--database-url``, else ``SIGIL_DATABASE_URL``, else ``url``
+    (see :func:`sigil.store.db.resolve_target`).
+    """
 
     url: str | None = None
+    #: Home of the embedded server (its data in ``<home>/pgdata``). ``SIGIL_HOME`` wins; None = user data dir.
+    home: str | None = None
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(8, ge=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    #: Upper bound of one statement; a hung statement raises instead of stalling the caller forever.
+    command_timeout_s: float = Field(30.0, gt=0)
 
 
 class DaemonConfig(_Strict):
@@ -103,6 +126,12 @@ class DaemonConfig(_Strict):
     health_host: str = "127.0.0.1"
     health_port: int = Field(8787, ge=0, le=65535)
     heartbeat_max_age_s: float = Field(300.0, gt=0)
+    #: Names this daemon's jobs and heartbeats; daemons sharing one database need distinct names.
+    instance: str = Field("main", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: On SIGTERM/SIGINT the pass in flight gets this long to finish before it is cancelled.
+    stop_timeout_s: float = Field(10.0, gt=0)
+    #: An event loop that does not turn for this long (a blocking call) ends the process (exit 3).
+    loop_stall_s: float = Field(300.0, gt=0)
 
 
 class SigilConfig(_Strict):

@@ -8,20 +8,39 @@ use sigil_engine::fills::Costs;
 use sigil_engine::replay::{replay, Series};
 use sigil_engine::stops::TrailParams;
 
-fn variant(name: &str, k: f64, lookback: usize, volume_mult: f64, max_open: usize, cooldown: u32) -> VariantParams {
+fn variant(
+    name: &str,
+    k: f64,
+    lookback: usize,
+    volume_mult: f64,
+    max_open: usize,
+    cooldown: u32,
+) -> VariantParams {
     VariantParams {
         name: name.into(),
         stop_k: k,
         stop_floor: 0.03,
         stop_cap: 0.06,
-        breakout: BreakoutParams { lookback, volume_mult, buffer: 0.0, atr_min_pct: 0.005, atr_max_pct: 0.10 },
+        breakout: BreakoutParams {
+            lookback,
+            volume_mult,
+            buffer: 0.0,
+            atr_min_pct: 0.005,
+            atr_max_pct: 0.10,
+        },
         max_open,
         cooldown_candles: cooldown,
         stake: 100.0,
         starting_balance: 1000.0,
-        costs: Costs { fee_rate: 0.001, slippage: 0.0005 },
+        costs: Costs {
+            fee_rate: 0.001,
+            slippage: 0.0005,
+        },
         atr_period: 14,
-        trail: TrailParams { activation: 1.0, trail_mult: 2.0 },
+        trail: TrailParams {
+            activation: 1.0,
+            trail_mult: 2.0,
+        },
         time_stop_candles: 0,
     }
 }
@@ -72,8 +91,12 @@ fn bench_replay(cr: &mut Criterion) {
     ];
     let mut g = cr.benchmark_group("replay");
     g.sample_size(10);
-    g.throughput(Throughput::Elements((symbols * bars * variants.len()) as u64));
-    g.bench_function("100x5000x4", |b| b.iter(|| replay(variants.clone(), &series, 0, |_, _| {}).unwrap()));
+    g.throughput(Throughput::Elements(
+        (symbols * bars * variants.len()) as u64,
+    ));
+    g.bench_function("100x5000x4", |b| {
+        b.iter(|| replay(variants.clone(), &series, 0, |_, _| {}).unwrap())
+    });
     g.finish();
 }
 

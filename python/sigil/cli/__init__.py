@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sigil.errors import SigilError
 
 #: Command modules under ``sigil.cli``, in help order. Each has ``add_parser(subparsers)``.
-COMMANDS = ("replay",)
+COMMANDS = ("replay", "migrate", "status", "exchange_sim", "daemon", "probe", "report")
 
 EXIT_BAD_INPUT = 2
 

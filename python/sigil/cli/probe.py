@@ -1,0 +1,60 @@
+"""``sigil probe [--config DIR] [--database-url URL] [--max-age SECONDS]``: the dead-man check.
+
+Exit 0 when the newest scanner heartbeat is younger than max-age, 1 when it is older or there is
+none, 2 when it cannot tell (database unreachable, schema not migrated, bad config). Prints one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from sigil.config import load_config
+from sigil.daemon.heartbeat import PROBE_UNKNOWN, probe
+
+
+def _seconds(raw: str) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {raw}")
+    return v
+
+
+def add_parser(sub: Any) -> None:
+    """Registers ``probe``."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "probe",
+        help="exit 0 when the scanner heartbeat is fresh, 1 when stale, 2 when it cannot tell",
+        description=(
+            "Dead-man probe for cron, systemd or a monitor: reads the newest scanner heartbeat. "
+            "Exit 0 fresh, 1 stale or missing, 2 cannot tell (database unreachable)."
+        ),
+    )
+    p.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
+    p.add_argument(
+        "--database-url", metavar="URL", help="postgresql://… (default: as sigil daemon resolves it)"
+    )
+    p.add_argument(
+        "--max-age",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stale when the last completed pass is older (default: daemon.heartbeat_max_age_s)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prints the verdict; a bad config is "cannot tell" (2) like every other failure to judge."""
+    try:
+        config = load_config(args.config)
+    except (ValueError, OSError) as e:
+        print(f"sigil probe: UNKNOWN: {e}", flush=True)
+        return PROBE_UNKNOWN
+    max_age = args.max_age if args.max_age is not None else config.settings.daemon.heartbeat_max_age_s
+    result = asyncio.run(probe(config, args.database_url, max_age))
+    print(f"sigil probe: {result.line}", flush=True)
+    return result.code

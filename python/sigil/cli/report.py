@@ -1,0 +1,58 @@
+"""``sigil report [--config DIR] [--database-url URL] [--plot OUT.png] [--json OUT]``: what the daemon did.
+
+The variant table in the same shape as ``sigil replay``'s, built from the database (closed and open
+positions, accounts), and optionally the equity curves. Exit 0; 2 when the database cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sigil.cli.migrate import add_database_args, with_database
+from sigil.config import Config
+from sigil.daemon.book import Book, load_book
+from sigil.report.table import variant_table
+from sigil.store import Database, require_current
+
+
+def add_parser(sub: Any) -> None:
+    """Registers ``report``."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "report",
+        help="the variant table (and equity curves) of what the daemon traded",
+        description="Print the variant table from the database: trades, exit reasons, P&L, balance, equity.",
+    )
+    add_database_args(p)
+    p.add_argument("--plot", metavar="OUT.png", help="draw equity curves and P&L by exit reason")
+    p.add_argument("--json", metavar="OUT", help="write metrics, every trade and open positions as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Reads the database, prints the table, writes the plot and JSON when asked."""
+    for out in (args.plot, args.json):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise ValueError(f"{out}: the folder does not exist")
+
+    async def body(config: Config, db: Database) -> Book:
+        await require_current(db)
+        return await load_book(db, config)
+
+    book = with_database(args, body)
+    print(book.headline())
+    print(variant_table(book.metrics))
+    if book.skips:
+        print("skipped signals: " + ", ".join(f"{r} {n}" for r, n in sorted(book.skips.items())))
+    if args.json:
+        Path(args.json).write_text(json.dumps(book.to_json(), indent=1), encoding="utf-8")
+        print(f"wrote {args.json}: {len(book.trades)} trades, {len(book.open_positions)} open positions")
+    if args.plot:
+        from sigil.report.plot import plot_equity
+
+        times, curves = book.equity_curves()
+        plot_equity(args.plot, times, curves, book.metrics, title="Sigil daemon")
+        print(f"wrote {args.plot}")
+    return 0

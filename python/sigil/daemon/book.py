@@ -1,0 +1,175 @@
+"""The daemon's book, read back from the database for ``sigil report``: per-variant metrics in the
+shape of replay's (so :func:`sigil.report.table.variant_table` renders both), trades, open positions,
+and equity curves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sigil.config import Config
+from sigil.report.replay import EXIT_REASONS, SKIP_REASONS
+from sigil.store import AccountStore, Database, EventStore, Position, PositionStore
+
+#: Read at most this many closed positions (newest first); a report of more is cut, and says so.
+MAX_TRADES = 1_000_000
+
+
+@dataclass
+class VariantBook:
+    """One variant's row of the table (satisfies :class:`sigil.report.table.Row`)."""
+
+    closed_trades: int = 0
+    wins: int = 0
+    net_pnl: float = 0.0
+    fees: float = 0.0
+    by_reason: dict[str, tuple[int, float]] = field(
+        default_factory=lambda: {r: (0, 0.0) for r in EXIT_REASONS}
+    )
+    open_positions: int = 0
+    starting_balance: float = 0.0
+    balance: float = 0.0
+    equity: float = 0.0
+
+    def share(self, reason: str) -> float:
+        """Fraction of closed trades that exited for ``reason``."""
+        return self.by_reason[reason][0] / self.closed_trades if self.closed_trades else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON shape, as replay's ``variants`` entries."""
+        return {
+            "closed_trades": self.closed_trades,
+            "wins": self.wins,
+            "win_rate": self.wins / self.closed_trades if self.closed_trades else 0.0,
+            "net_pnl": self.net_pnl,
+            "fees": self.fees,
+            "exits": {
+                r: {"count": n, "share": self.share(r), "pnl": p} for r, (n, p) in self.by_reason.items()
+            },
+            "open_positions": self.open_positions,
+            "starting_balance": self.starting_balance,
+            "balance": self.balance,
+            "equity": self.equity,
+        }
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _trade_json(p: Position) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "variant": p.variant,
+        "symbol": p.symbol,
+        "entry_time": _iso(p.opened_at),
+        "exit_time": _iso(p.closed_at),
+        "entry_price": p.entry_price,
+        "exit_price": p.exit_price,
+        "qty": p.qty,
+        "stake": p.stake,
+        "stop_pct": p.stop_pct,
+        "atr_at_entry": p.atr_at_entry,
+        "exit_reason": p.exit_reason,
+        "pnl": p.pnl,
+        "fees": p.fees,
+    }
+
+
+@dataclass
+class Book:
+    """Everything ``sigil report`` shows."""
+
+    metrics: dict[str, VariantBook]
+    trades: list[Position]
+    open_positions: list[Position]
+    skips: dict[str, int]
+    database: str
+
+    def headline(self) -> str:
+        """One line: where from, how many trades, over which market period."""
+        times = [p.opened_at for p in self.trades + self.open_positions] + [
+            p.closed_at for p in self.trades if p.closed_at is not None
+        ]
+        span = f", {min(times):%Y-%m-%d} → {max(times):%Y-%m-%d}" if times else ""
+        return (
+            f"Daemon book from {self.database}: {len(self.trades)} closed trades, "
+            f"{len(self.open_positions)} open positions, {len(self.metrics)} variants{span}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The same top-level shape as ``sigil replay --json``."""
+        return {
+            "variants": {n: m.to_json() for n, m in self.metrics.items()},
+            "trades": [_trade_json(p) for p in self.trades],
+            "open_positions": [_trade_json(p) for p in self.open_positions],
+            "skips": self.skips,
+        }
+
+    def equity_curves(self) -> tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[np.float64]]]:
+        """Per variant: starting balance plus realised P&L at each open and close (open positions at
+        cost), ending at the equity last marked to market. Times in ms, one axis for all variants."""
+        events: list[tuple[int, str, float]] = []
+        for p in self.trades:
+            if p.closed_at is not None and p.pnl is not None:
+                events.append((_ms(p.closed_at), p.variant, p.pnl))
+        for p in self.trades + self.open_positions:
+            events.append((_ms(p.opened_at), p.variant, 0.0))
+        events.sort(key=lambda e: e[0])
+        times = sorted({t for t, _, _ in events})
+        if not times:
+            return np.zeros(0, dtype=np.int64), {n: np.zeros(0) for n in self.metrics}
+        index = {t: i for i, t in enumerate(times)}
+        last = times[-1]
+        axis = np.asarray([*times, last], dtype=np.int64)
+        curves: dict[str, npt.NDArray[np.float64]] = {}
+        for name, m in self.metrics.items():
+            step = np.zeros(len(times))
+            for t, v, pnl in events:
+                if v == name:
+                    step[index[t]] += pnl
+            curve = m.starting_balance + np.cumsum(step)
+            curves[name] = np.append(curve, m.equity)
+        return axis, curves
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+async def load_book(db: Database, config: Config) -> Book:
+    """Reads positions, accounts and skip counts; variants in config order, then any others found."""
+    positions = PositionStore(db)
+    closed = await positions.closed_positions(limit=MAX_TRADES)
+    closed.reverse()  # oldest first
+    open_now = await positions.open_positions()
+    accounts = {a.variant: a for a in await AccountStore(db).all()}
+    names = [v.name for v in config.variants]
+    names += sorted(
+        {a for a in accounts if a not in names} | {p.variant for p in closed + open_now} - set(names)
+    )
+    metrics: dict[str, VariantBook] = {}
+    for name in names:
+        m = VariantBook()
+        acct = accounts.get(name)
+        if acct is not None:
+            m.starting_balance, m.balance, m.equity = acct.starting_balance, acct.balance, acct.equity
+        for p in closed:
+            if p.variant != name or p.pnl is None:
+                continue  # rows closed by a migration (duplicate opens) carry no P&L
+            m.closed_trades += 1
+            m.wins += p.pnl > 0
+            m.net_pnl += p.pnl
+            m.fees += p.fees or 0.0
+            reason = p.exit_reason or "unknown"
+            n, pnl = m.by_reason.get(reason, (0, 0.0))
+            m.by_reason[reason] = (n + 1, pnl + p.pnl)
+        m.open_positions = sum(1 for p in open_now if p.variant == name)
+        metrics[name] = m
+    counts = await EventStore(db).counts()
+    skips = {r: counts.get(("skip", r), 0) for r in SKIP_REASONS if counts.get(("skip", r), 0)}
+    return Book(metrics, [p for p in closed if p.pnl is not None], open_now, skips, db.describe())

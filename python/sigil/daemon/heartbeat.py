@@ -1,0 +1,83 @@
+"""The dead-man probe: is the newest scanner heartbeat younger than ``max_age``?
+
+Heartbeats are written only after a pass completes, so a fresh one proves progress. The probe runs
+outside the daemon (cron, a systemd timer, a monitor) and reads the database only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sigil.config import Config
+from sigil.errors import ConfigError, DatabaseUnavailable, MigrationError
+
+#: Exit statuses of ``sigil probe``.
+PROBE_FRESH = 0
+PROBE_STALE = 1
+PROBE_UNKNOWN = 2
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The verdict: ``code`` (0 fresh, 1 stale or missing, 2 cannot tell) and one line saying why."""
+
+    code: int
+    line: str
+    age_s: float | None = None
+
+
+def judge(finished_at: datetime | None, max_age_s: float, now: datetime, detail: str = "") -> ProbeResult:
+    """The verdict for a heartbeat that finished at ``finished_at`` (None: there is none)."""
+    if finished_at is None:
+        return ProbeResult(PROBE_STALE, "STALE: no scanner pass has completed yet")
+    age = (now - finished_at).total_seconds()
+    extra = f" ({detail})" if detail else ""
+    if age > max_age_s:
+        return ProbeResult(
+            PROBE_STALE, f"STALE: last pass completed {age:.1f}s ago, max age {max_age_s:g}s{extra}", age
+        )
+    return ProbeResult(
+        PROBE_FRESH, f"OK: last pass completed {age:.1f}s ago, max age {max_age_s:g}s{extra}", age
+    )
+
+
+async def probe(
+    config: Config,
+    database_url: str | None,
+    max_age_s: float,
+    *,
+    timeout_s: float | None = None,
+) -> ProbeResult:
+    """Reads the newest heartbeat and judges it; every failure to read becomes code 2, never a raise.
+
+    The whole probe is bounded by ``timeout_s`` (default: the database connect timeout plus one
+    statement timeout), so a hung database makes it say "cannot tell" instead of hanging cron.
+    """
+    from sigil.store import HeartbeatStore, open_database, require_current
+
+    cfg = config.settings.database
+    bound = timeout_s if timeout_s is not None else cfg.connect_timeout_s + cfg.command_timeout_s
+
+    async def read() -> ProbeResult:
+        db = await open_database(database_url, cfg, min_size=1, max_size=1)
+        try:
+            await require_current(db)
+            hb = await HeartbeatStore(db).latest()
+        finally:
+            await db.close()
+        now = datetime.now(UTC)
+        if hb is None:
+            return judge(None, max_age_s, now)
+        detail = f"{hb.symbols_scanned} symbols, {hb.errors} errors, {hb.host} pid {hb.pid}"
+        return judge(hb.finished_at, max_age_s, now, detail)
+
+    try:
+        return await asyncio.wait_for(read(), timeout=bound)
+    except TimeoutError:
+        return ProbeResult(PROBE_UNKNOWN, f"UNKNOWN: no answer from the database within {bound:g}s")
+    except (DatabaseUnavailable, MigrationError, ConfigError) as e:
+        return ProbeResult(PROBE_UNKNOWN, f"UNKNOWN: {e}")
+    except Exception as e:  # anything else still means "cannot tell", which is what a monitor needs
+        return ProbeResult(PROBE_UNKNOWN, f"UNKNOWN: {type(e).__name__}: {e}")

@@ -1,0 +1,248 @@
+"""The daemon's scheduler: APScheduler 3.11 on the running event loop, jobs persisted in Postgres.
+
+Rules that keep it from failing silently (root cause 4):
+
+* ``AsyncIOScheduler`` started inside the running loop; jobs are coroutines run on that loop.
+* ``SQLAlchemyJobStore`` on the daemon's own Postgres (``postgresql+psycopg://``): the schedule
+  survives restarts, and fixed job ids with ``replace_existing=True`` mean a restart rewrites the
+  rows instead of piling up copies.
+* ``coalesce=True`` (a backlog of missed runs is one run), ``max_instances=1`` (a slow pass is never
+  overlapped by the next), a misfire grace of one interval.
+* Every job body runs under ``asyncio.wait_for``: a hung pass ends as a counted error, not a stall.
+* Listeners log and count job errors, missed runs and max-instances refusals.
+
+Jobs are stored pickled, so each is the module-level :func:`run_pass` referenced by its path with the
+job name as its only argument; it reaches the daemon through :mod:`sigil.daemon.handle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+    JobExecutionEvent,
+)
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
+from apscheduler.triggers.interval import IntervalTrigger
+
+from sigil.daemon import handle
+from sigil.daemon.metrics import DaemonMetrics
+
+log = logging.getLogger(__name__)
+
+#: APScheduler's table in the daemon's database.
+JOB_TABLE = "apscheduler_jobs"
+#: The job function, by reference: what the job store pickles instead of an object.
+JOB_FUNC = "sigil.daemon.scheduler:run_pass"
+#: A synchronous job-store statement may block the loop at most this long.
+JOBSTORE_STATEMENT_TIMEOUT_MS = 5000
+#: ... and a connection attempt at most this long.
+JOBSTORE_CONNECT_TIMEOUT_S = 5
+
+_STATES = {STATE_RUNNING: "running", STATE_PAUSED: "paused", STATE_STOPPED: "stopped"}
+
+
+async def run_pass(name: str) -> None:
+    """The scheduled job: runs pass ``name`` of this process's daemon under its timeout.
+
+    Only ``name`` (a plain string) is stored with the job.
+    """
+    target = handle.current()
+    await asyncio.wait_for(target.run_job(name), timeout=target.job_timeout(name))
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One periodic job: its name (the pass it runs) and interval."""
+
+    name: str
+    interval_s: float
+    #: Run once right after start-up rather than one interval later.
+    run_at_start: bool = True
+
+    @property
+    def misfire_grace_s(self) -> int:
+        """One interval, as APScheduler wants it (a positive whole number of seconds)."""
+        return max(1, math.ceil(self.interval_s))
+
+
+def job_id(instance: str, name: str) -> str:
+    """The fixed id of a job: the same after every restart, distinct per daemon instance."""
+    return f"sigil:{instance}:{name}"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A libpq-style URL (``postgresql://…``) for SQLAlchemy with the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url.split('://')[0]}://…")
+
+
+def make_jobstore(database_url: str, tablename: str = JOB_TABLE) -> SQLAlchemyJobStore:
+    """The persistent job store on ``database_url``, with bounded connect and statement times.
+
+    Job-store calls run synchronously on the event loop, so a database that hangs must raise,
+    not freeze the loop.
+    """
+    return SQLAlchemyJobStore(
+        url=sqlalchemy_url(database_url),
+        tablename=tablename,
+        engine_options={
+            "pool_pre_ping": True,
+            "pool_size": 1,
+            "max_overflow": 2,
+            "connect_args": {
+                "connect_timeout": JOBSTORE_CONNECT_TIMEOUT_S,
+                "options": f"-c statement_timeout={JOBSTORE_STATEMENT_TIMEOUT_MS}",
+                "application_name": "sigil-scheduler",
+            },
+        },
+    )
+
+
+class DaemonScheduler:
+    """The daemon's ``AsyncIOScheduler`` and its jobs.
+
+    ``jobstore`` defaults to :func:`make_jobstore` on ``database_url``; tests pass a wrapped one to
+    inject failures.
+    """
+
+    def __init__(
+        self,
+        instance: str,
+        jobs: Sequence[JobSpec],
+        metrics: DaemonMetrics,
+        database_url: str | None = None,
+        jobstore: Any = None,
+    ) -> None:
+        if jobstore is None:
+            if database_url is None:
+                raise ValueError("a database URL or a job store is needed")
+            jobstore = make_jobstore(database_url)
+        self.instance = instance
+        self.jobs = tuple(jobs)
+        self.metrics = metrics
+        self.jobstore = jobstore
+        self._names = {job_id(instance, j.name): j.name for j in self.jobs}
+        #: Jobs whose runs are being refused because the previous one is still going (one warning per streak).
+        self._refusing: set[str] = set()
+        self.scheduler = AsyncIOScheduler(
+            jobstores={"default": jobstore},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        self.scheduler.add_listener(
+            self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED
+        )
+
+    def start(self) -> None:
+        """Starts on the running loop and (re)writes every job. Raises if the job store is unreachable."""
+        asyncio.get_running_loop()  # RuntimeError outside a running loop, by design
+        # Paused until the jobs are written, so a stale row from the last run cannot fire first.
+        self.scheduler.start(paused=True)
+        self.add_jobs()
+        self.scheduler.resume()
+        log.info("scheduler started: %s", ", ".join(f"{j.name} every {j.interval_s:g}s" for j in self.jobs))
+
+    def add_jobs(self, run_now: Sequence[str] = ()) -> None:
+        """Writes every job with its fixed id (replacing what is stored).
+
+        Jobs flagged ``run_at_start`` and those named in ``run_now`` are due immediately.
+        """
+        now = datetime.now(UTC)
+        for j in self.jobs:
+            extra: dict[str, Any] = {}
+            if j.run_at_start or j.name in run_now:
+                extra["next_run_time"] = now
+            self.scheduler.add_job(
+                JOB_FUNC,
+                trigger=IntervalTrigger(seconds=j.interval_s, timezone=UTC),
+                args=[j.name],
+                id=job_id(self.instance, j.name),
+                name=f"sigil {j.name} pass ({self.instance})",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=j.misfire_grace_s,
+                **extra,
+            )
+
+    def rearm(self) -> None:
+        """Brings a stalled scheduler back: resume it, rewrite the jobs as due now, wake it up.
+
+        Raises when the job store still fails; the watchdog then gives the stall one more interval.
+        """
+        if self.scheduler.state == STATE_STOPPED:
+            self.scheduler.start(paused=True)
+        self.add_jobs(run_now=[j.name for j in self.jobs])
+        if self.scheduler.state == STATE_PAUSED:
+            self.scheduler.resume()
+        self.scheduler.wakeup()
+
+    def pause(self) -> None:
+        """No new runs start (runs in flight go on)."""
+        if self.scheduler.state == STATE_RUNNING:
+            self.scheduler.pause()
+
+    async def shutdown(self) -> None:
+        """Stops the scheduler (rows stay in the job store for the next start) and releases its engine."""
+        if self.scheduler.state != STATE_STOPPED:
+            self.scheduler.shutdown(wait=False)
+            # AsyncIOScheduler.shutdown is queued with call_soon: let it run.
+            await asyncio.sleep(0)
+        engine = getattr(self.jobstore, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+    @property
+    def running(self) -> bool:
+        """True when started and not paused."""
+        return bool(self.scheduler.state == STATE_RUNNING)
+
+    @property
+    def state(self) -> str:
+        """``running``, ``paused`` or ``stopped``."""
+        return _STATES.get(self.scheduler.state, "unknown")
+
+    def describe(self) -> dict[str, Any]:
+        """State and each job's next run time (ISO UTC); reads the job store, so it may raise."""
+        jobs = {}
+        for job in self.scheduler.get_jobs():
+            name = self._names.get(job.id, job.id)
+            nrt = job.next_run_time
+            jobs[name] = {"id": job.id, "next_run_time": nrt.astimezone(UTC).isoformat() if nrt else None}
+        return {"state": self.state, "jobs": jobs}
+
+    def _on_event(self, event: JobEvent) -> None:
+        name = self._names.get(event.job_id, event.job_id)
+        if event.code in (EVENT_JOB_EXECUTED, EVENT_JOB_ERROR):
+            self._refusing.discard(name)
+        if event.code == EVENT_JOB_EXECUTED:
+            return
+        if event.code == EVENT_JOB_ERROR:
+            exc = event.exception if isinstance(event, JobExecutionEvent) else None
+            kind = "timeout" if isinstance(exc, TimeoutError) else "error"
+            self.metrics.job_events.inc(name, kind)
+            log.error("job %s failed: %s: %s", name, type(exc).__name__, exc)
+        elif event.code == EVENT_JOB_MISSED:
+            self.metrics.job_events.inc(name, "missed")
+            log.warning("job %s missed its run time (beyond the misfire grace)", name)
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self.metrics.job_events.inc(name, "max_instances")
+            if name not in self._refusing:
+                self._refusing.add(name)
+                log.warning("job %s: runs skipped while the previous one is still going (counted)", name)

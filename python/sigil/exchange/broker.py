@@ -1,0 +1,367 @@
+"""Brokers: where the daemon's open and close intents become fills.
+
+:class:`PaperBroker` fills market orders at the reference (last) price ± the variant's slippage with
+its taker fee, using the same fill arithmetic as the Rust replay (``sigil._core.buy_fill`` /
+``sell_fill``), and keeps a balance per variant. :class:`LiveBroker` sends real market orders through
+the exchange client; it exists only when live mode was switched on explicitly (``--live``) with keys
+from the environment, and keeps the same per-variant ledger as a budget on top of the real account.
+
+Both refuse, before anything is sent, what the variant cannot pay for or does not hold, raising
+:class:`~sigil.errors.OrderRefused` with a ``reason``; :meth:`PaperBroker.can_open` tells in advance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from sigil import _core
+from sigil.config import Variant
+from sigil.errors import ExchangeRejected, OrderRefused
+from sigil.exchange.ccxt_client import ExchangeClient
+
+#: Refusal reasons.
+REFUSED_VARIANT = "variant"
+REFUSED_PRICE = "price"
+REFUSED_BALANCE = "balance"
+REFUSED_POSITION = "position"
+REFUSED_EXCHANGE_BALANCE = "exchange_balance"
+#: Relative slack when a close asks for the quantity held (float sums of partial fills differ in the
+#: last bits).
+QTY_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One executed order, in the quote currency."""
+
+    variant: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    #: The price the order was placed against (the last price).
+    reference_price: float
+    #: Execution price (slippage included).
+    price: float
+    #: Base quantity bought or sold (net of a fee taken in the base asset).
+    qty: float
+    #: Fee in quote currency.
+    fee: float
+    #: Buy: stake spent before the fee. Sell: qty × price.
+    gross: float
+    #: Quote moved: buy cost (gross + fee) debited, or sell proceeds (gross − fee) credited.
+    amount: float
+    #: The variant's balance after the fill.
+    balance: float
+    time_ms: int | None = None
+    order_id: str | None = None
+
+
+class Broker(Protocol):
+    """What the daemon needs from a broker, paper or live."""
+
+    live: bool
+
+    def balance(self, variant: str) -> float: ...
+
+    def can_open(self, variant: str, stake: float | None = None) -> str | None: ...
+
+    async def open(
+        self,
+        variant: str,
+        symbol: str,
+        price: float,
+        *,
+        stake: float | None = None,
+        time_ms: int | None = None,
+    ) -> Fill: ...
+
+    async def close(
+        self, variant: str, symbol: str, qty: float, price: float, *, time_ms: int | None = None
+    ) -> Fill: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+class _Ledger:
+    """Balances and holdings per variant, and the checks both brokers make before an order."""
+
+    def __init__(
+        self,
+        variants: Iterable[Variant],
+        balances: Mapping[str, float] | None = None,
+        holdings: Mapping[tuple[str, str], float] | None = None,
+    ) -> None:
+        self.variants: dict[str, Variant] = {v.name: v for v in variants}
+        if not self.variants:
+            raise ValueError("a broker needs at least one variant")
+        self._balance = {name: float(v.starting_balance) for name, v in self.variants.items()}
+        for name, value in (balances or {}).items():
+            self._variant(name)
+            self._balance[name] = float(value)
+        self._holdings: dict[tuple[str, str], float] = {}
+        for (name, symbol), qty in (holdings or {}).items():
+            self._variant(name)
+            if qty > 0:
+                self._holdings[(name, symbol)] = float(qty)
+
+    def _variant(self, name: str) -> Variant:
+        v = self.variants.get(name)
+        if v is None:
+            raise OrderRefused(REFUSED_VARIANT, f"unknown variant {name!r}")
+        return v
+
+    def balance(self, variant: str) -> float:
+        """The variant's quote balance."""
+        self._variant(variant)
+        return self._balance[variant]
+
+    def balances(self) -> dict[str, float]:
+        """Every variant's quote balance."""
+        return dict(self._balance)
+
+    def holding(self, variant: str, symbol: str) -> float:
+        """Base quantity of ``symbol`` the variant holds (0.0 when none)."""
+        return self._holdings.get((variant, symbol), 0.0)
+
+    def can_open(self, variant: str, stake: float | None = None) -> str | None:
+        """None when ``variant`` can pay for an open of ``stake`` (default: its configured stake) plus
+        the taker fee; else the refusal reason. The test is the engine's: balance < stake × (1 + fee)."""
+        v = self.variants.get(variant)
+        if v is None:
+            return REFUSED_VARIANT
+        s = v.stake if stake is None else stake
+        if not (math.isfinite(s) and s > 0):
+            return REFUSED_PRICE
+        if self._balance[variant] < s * (1.0 + v.fee_rate):
+            return REFUSED_BALANCE
+        return None
+
+    def _check_open(self, variant: str, price: float, stake: float | None) -> tuple[Variant, float]:
+        v = self._variant(variant)
+        s = v.stake if stake is None else float(stake)
+        if not (math.isfinite(price) and price > 0):
+            raise OrderRefused(REFUSED_PRICE, f"{variant}: no valid price to buy at ({price!r})")
+        reason = self.can_open(variant, s)
+        if reason == REFUSED_PRICE:
+            raise OrderRefused(REFUSED_PRICE, f"{variant}: stake must be a positive number, got {s!r}")
+        if reason == REFUSED_BALANCE:
+            need = s * (1.0 + v.fee_rate)
+            have = self._balance[variant]
+            raise OrderRefused(
+                REFUSED_BALANCE,
+                f"{variant}: balance {have:.2f} cannot pay {need:.2f} (stake {s:g} + taker fee)",
+            )
+        return v, s
+
+    def _check_close(self, variant: str, symbol: str, qty: float, price: float) -> Variant:
+        v = self._variant(variant)
+        if not (math.isfinite(price) and price > 0):
+            raise OrderRefused(REFUSED_PRICE, f"{variant}: no valid price to sell {symbol} at ({price!r})")
+        held = self.holding(variant, symbol)
+        if not (math.isfinite(qty) and qty > 0) or qty > held * (1.0 + QTY_TOLERANCE):
+            raise OrderRefused(REFUSED_POSITION, f"{variant}: cannot sell {qty!r} {symbol}, holds {held!r}")
+        return v
+
+    def _book_buy(self, variant: str, symbol: str, qty: float, amount: float) -> float:
+        self._balance[variant] -= amount
+        key = (variant, symbol)
+        self._holdings[key] = self._holdings.get(key, 0.0) + qty
+        return self._balance[variant]
+
+    def _book_sell(self, variant: str, symbol: str, qty: float, amount: float) -> float:
+        self._balance[variant] += amount
+        key = (variant, symbol)
+        left = self._holdings.get(key, 0.0) - qty
+        if left <= self._holdings.get(key, 0.0) * QTY_TOLERANCE:
+            self._holdings.pop(key, None)
+        else:
+            self._holdings[key] = left
+        return self._balance[variant]
+
+
+class PaperBroker(_Ledger):
+    """Simulated market fills: last price ± slippage, taker fee, a balance per variant.
+
+    ``balances`` and ``holdings`` restore state after a restart (default: each variant's
+    ``starting_balance`` and nothing held).
+    """
+
+    live = False
+
+    def __repr__(self) -> str:
+        return f"PaperBroker(variants={list(self.variants)})"
+
+    async def open(
+        self,
+        variant: str,
+        symbol: str,
+        price: float,
+        *,
+        stake: float | None = None,
+        time_ms: int | None = None,
+    ) -> Fill:
+        """Buys ``stake`` (default: the variant's) of ``symbol`` at reference ``price``."""
+        v, s = self._check_open(variant, price, stake)
+        fill_price, qty, fee, cost = _core.buy_fill(price, s, v.fee_rate, v.slippage)
+        balance = self._book_buy(variant, symbol, qty, cost)
+        return Fill(variant, symbol, "buy", price, fill_price, qty, fee, s, cost, balance, time_ms)
+
+    async def close(
+        self, variant: str, symbol: str, qty: float, price: float, *, time_ms: int | None = None
+    ) -> Fill:
+        """Sells ``qty`` of ``symbol`` at reference ``price``."""
+        v = self._check_close(variant, symbol, qty, price)
+        fill_price, gross, fee, proceeds = _core.sell_fill(price, qty, v.fee_rate, v.slippage)
+        balance = self._book_sell(variant, symbol, qty, proceeds)
+        return Fill(variant, symbol, "sell", price, fill_price, qty, fee, gross, proceeds, balance, time_ms)
+
+    def health(self) -> dict[str, Any]:
+        """Mode and balances, for ``/health``."""
+        return {"mode": "paper", "balances": self.balances()}
+
+
+class LiveBroker(_Ledger):
+    """Real market orders through ``client`` (which must be in live mode, i.e. hold keys).
+
+    The per-variant balances stay a budget: an open is refused when the variant's budget or the
+    account's free quote balance cannot pay. Orders are never retried automatically: after a timeout
+    the order may or may not have been executed, and the caller must look before trying again.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        client: ExchangeClient,
+        variants: Iterable[Variant],
+        balances: Mapping[str, float] | None = None,
+        holdings: Mapping[tuple[str, str], float] | None = None,
+    ) -> None:
+        if not client.live:
+            raise ValueError(
+                "LiveBroker needs an exchange client created in live mode (--live, keys in the env)"
+            )
+        super().__init__(variants, balances, holdings)
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"LiveBroker(exchange={self.client.id!r}, variants={list(self.variants)})"
+
+    async def free_balance(self, asset: str) -> float:
+        """The account's free balance of ``asset`` on the exchange."""
+        bal = await self.client.call("fetch_balance", "fetch_balance")
+        free = (bal.get("free") or {}).get(asset) if isinstance(bal, dict) else None
+        return float(free) if isinstance(free, int | float) and math.isfinite(free) else 0.0
+
+    def _assets(self, symbol: str) -> tuple[str, str]:
+        market = (self.client.exchange.markets or {}).get(symbol)
+        if market is None:
+            raise ExchangeRejected(f"{self.client.id}: unknown market {symbol}")
+        return str(market["base"]), str(market["quote"])
+
+    async def open(
+        self,
+        variant: str,
+        symbol: str,
+        price: float,
+        *,
+        stake: float | None = None,
+        time_ms: int | None = None,
+    ) -> Fill:
+        """Market-buys ``stake`` quote of ``symbol``; ``price`` is the last price seen (for the checks)."""
+        v, s = self._check_open(variant, price, stake)
+        await self.client.load_markets()
+        base, quote = self._assets(symbol)
+        free = await self.free_balance(quote)
+        if free < s * (1.0 + v.fee_rate):
+            raise OrderRefused(
+                REFUSED_EXCHANGE_BALANCE,
+                f"{variant}: account holds {free:.2f} {quote}, an open needs {s:g} + fee",
+            )
+        order = await self.client.call(
+            f"market buy {symbol}", "create_market_buy_order_with_cost", symbol, s, retry=False
+        )
+        filled, avg, cost, fee_quote, fee_base = _order_numbers(order, symbol, base, quote)
+        qty = filled - fee_base
+        amount = cost + fee_quote
+        fee = fee_quote + fee_base * avg
+        balance = self._book_buy(variant, symbol, qty, amount)
+        return Fill(variant, symbol, "buy", price, avg, qty, fee, cost, amount, balance, time_ms, _id(order))
+
+    async def close(
+        self, variant: str, symbol: str, qty: float, price: float, *, time_ms: int | None = None
+    ) -> Fill:
+        """Market-sells ``qty`` of ``symbol`` (rounded down to the exchange's lot size)."""
+        self._check_close(variant, symbol, qty, price)
+        await self.client.load_markets()
+        base, quote = self._assets(symbol)
+        amount_str = self.client.exchange.amount_to_precision(symbol, qty)
+        order = await self.client.call(
+            f"market sell {symbol}", "create_market_sell_order", symbol, float(amount_str), retry=False
+        )
+        filled, avg, gross, fee_quote, fee_base = _order_numbers(order, symbol, base, quote)
+        fee = fee_quote + fee_base * avg
+        proceeds = gross - fee
+        # The ledger forgets the whole position: the dust below one lot cannot be sold anyway.
+        balance = self._book_sell(variant, symbol, max(qty, filled), proceeds)
+        return Fill(
+            variant, symbol, "sell", price, avg, filled, fee, gross, proceeds, balance, time_ms, _id(order)
+        )
+
+    def health(self) -> dict[str, Any]:
+        """Mode and balances, for ``/health`` (the keys are never part of it)."""
+        return {
+            "mode": "live",
+            "exchange": self.client.id,
+            "keys": "from environment",
+            "balances": self.balances(),
+        }
+
+
+def _id(order: Any) -> str | None:
+    oid = order.get("id") if isinstance(order, dict) else None
+    return None if oid is None else str(oid)
+
+
+def _order_numbers(
+    order: Any, symbol: str, base: str, quote: str
+) -> tuple[float, float, float, float, float]:
+    """(filled, average price, quote cost, fee in quote, fee in base) of a ccxt order.
+
+    A fee paid in a third asset (BNB on Binance) changes neither the quantity nor the quote amounts
+    and is not counted here."""
+    if not isinstance(order, dict):
+        raise ExchangeRejected(f"{symbol}: the exchange returned no order")
+    filled = order.get("filled")
+    cost = order.get("cost")
+    if not isinstance(filled, int | float) or not filled > 0 or not isinstance(cost, int | float):
+        raise ExchangeRejected(
+            f"{symbol}: order {order.get('id')} not filled (status {order.get('status')!r})"
+        )
+    avg = order.get("average")
+    avg = float(avg) if isinstance(avg, int | float) and avg > 0 else float(cost) / float(filled)
+    fee_quote = fee_base = 0.0
+    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    for f in fees:
+        c = f.get("cost") if isinstance(f, dict) else None
+        if not isinstance(c, int | float):
+            continue
+        if f.get("currency") == quote:
+            fee_quote += float(c)
+        elif f.get("currency") == base:
+            fee_base += float(c)
+    return float(filled), avg, float(cost), fee_quote, fee_base
+
+
+def make_broker(
+    client: ExchangeClient,
+    variants: Iterable[Variant],
+    balances: Mapping[str, float] | None = None,
+    holdings: Mapping[tuple[str, str], float] | None = None,
+) -> PaperBroker | LiveBroker:
+    """A LiveBroker when ``client`` is in live mode, else a PaperBroker."""
+    if client.live:
+        return LiveBroker(client, variants, balances, holdings)
+    return PaperBroker(variants, balances, holdings)

@@ -1,0 +1,137 @@
+"""Scanner heartbeats: a row per COMPLETED pass (proof of progress, not of a live process).
+
+Heartbeat times are liveness time, the local wall clock, unlike trading times (market time).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sigil.store import _checks
+from sigil.store.db import Connection, Database
+
+
+@dataclass(frozen=True, slots=True)
+class PassStats:
+    """What one completed scanner pass did."""
+
+    started_at: datetime
+    finished_at: datetime
+    symbols_scanned: int
+    signals: int = 0
+    opens: int = 0
+    closes: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A row of ``scanner_heartbeats``."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime
+    duration: timedelta
+    symbols_scanned: int
+    signals: int
+    opens: int
+    closes: int
+    errors: int
+    host: str
+    pid: int
+
+    def age(self, now: datetime | None = None) -> timedelta:
+        """Time since the pass finished (``now`` defaults to the wall clock)."""
+        return (now or datetime.now(UTC)) - self.finished_at
+
+
+_COLUMNS = (
+    "id, started_at, finished_at, duration_s, symbols_scanned, signals, opens, closes, errors, host, pid"
+)
+
+
+def _heartbeat(r: Any) -> Heartbeat:
+    return Heartbeat(
+        id=r["id"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        duration=timedelta(seconds=r["duration_s"]),
+        symbols_scanned=r["symbols_scanned"],
+        signals=r["signals"],
+        opens=r["opens"],
+        closes=r["closes"],
+        errors=r["errors"],
+        host=r["host"],
+        pid=r["pid"],
+    )
+
+
+class HeartbeatStore:
+    """Writes a heartbeat after each completed pass and reads the latest one."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._host = socket.gethostname()
+        self._pid = os.getpid()
+
+    async def record(self, stats: PassStats) -> Heartbeat:
+        """Stores a completed pass (call it only after the pass finished) and returns the row."""
+        started = _checks.utc("started_at", stats.started_at)
+        finished = _checks.utc("finished_at", stats.finished_at)
+        if finished < started:
+            raise ValueError(f"finished_at {finished.isoformat()} is before started_at {started.isoformat()}")
+        counts = {
+            k: getattr(stats, k) for k in ("symbols_scanned", "signals", "opens", "closes", "errors")
+        }
+        for k, v in counts.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{k} must be an integer >= 0, got {v!r}")
+        async with self._db.connection("record heartbeat") as conn:
+            r = await _insert(conn, started, finished, counts, self._host, self._pid)
+        return _heartbeat(r)
+
+    async def latest(self) -> Heartbeat | None:
+        """The most recent heartbeat (by finish time), or None when no pass has completed yet."""
+        async with self._db.connection("read heartbeat") as conn:
+            r = await conn.fetchrow(f"SELECT {_COLUMNS} FROM scanner_heartbeats ORDER BY finished_at DESC LIMIT 1")
+        return None if r is None else _heartbeat(r)
+
+    async def age(self, now: datetime | None = None) -> timedelta | None:
+        """Time since the last completed pass (wall clock), or None when there is none."""
+        hb = await self.latest()
+        return None if hb is None else hb.age(now)
+
+    async def prune(self, before: datetime) -> int:
+        """Deletes heartbeats that finished before ``before``, always keeping the latest; returns how many."""
+        before = _checks.utc("before", before)
+        async with self._db.connection("prune heartbeats") as conn:
+            status = await conn.execute(
+                "DELETE FROM scanner_heartbeats WHERE finished_at < $1"
+                " AND id <> (SELECT id FROM scanner_heartbeats ORDER BY finished_at DESC LIMIT 1)",
+                before,
+            )
+        return int(status.split()[-1])
+
+
+async def _insert(
+    conn: Connection, started: datetime, finished: datetime, counts: dict[str, int], host: str, pid: int
+) -> Any:
+    return await conn.fetchrow(
+        "INSERT INTO scanner_heartbeats"
+        " (started_at, finished_at, duration_s, symbols_scanned, signals, opens, closes, errors, host, pid)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}",
+        started,
+        finished,
+        (finished - started).total_seconds(),
+        counts["symbols_scanned"],
+        counts["signals"],
+        counts["opens"],
+        counts["closes"],
+        counts["errors"],
+        host,
+        pid,
+    )

@@ -1,0 +1,31 @@
+"""Shared fixtures of the test suite. Keep each group small and in its own section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# ---------------------------------------------------------------------------------------------------
+# Candle data paths (replay, oracle and benchmark tests)
+# ---------------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+#: Small real candle files that ship with the repository: always there.
+BUNDLED_DATA = REPO / "data"
+#: The larger shared data set next to the repository (``<repo>/../shared/data``), when the machine has it.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def bundled_data() -> Path:
+    """The repository's ``data/`` folder (seven real 1h candle files)."""
+    return BUNDLED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``<repo>/../shared/data`` (``candles/``, ``universe-1h/``); the test is skipped where it is absent."""
+    if not (SHARED_DATA / "universe-1h").is_dir():
+        pytest.skip(f"{SHARED_DATA} is not on this machine")
+    return SHARED_DATA

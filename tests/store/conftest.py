@@ -1,0 +1,56 @@
+"""Fixtures of the store tests: a PostgreSQL server per session, a fresh database per test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+# tests/pg.py is shared with other suites (the daemon's); tests/ is not a package, so put it on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pg import PgServer  # noqa: E402
+
+from sigil.store import Database  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """The test server (embedded, or ``SIGIL_TEST_DATABASE_URL``)."""
+    server = PgServer.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def db_url(pg: PgServer) -> Iterator[str]:
+    """A fresh database with the current schema and the shipped variants' accounts (1,000 USDT each)."""
+    url = pg.create_database(migrated=True)
+    try:
+        yield url
+    finally:
+        pg.drop_database(url)
+
+
+@pytest.fixture
+def empty_db_url(pg: PgServer) -> Iterator[str]:
+    """A fresh, empty database (no schema)."""
+    url = pg.create_database(migrated=False)
+    try:
+        yield url
+    finally:
+        pg.drop_database(url)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """An open pool on ``db_url``."""
+    database = await Database.open(db_url, min_size=1, max_size=4)
+    try:
+        yield database
+    finally:
+        await database.close()
