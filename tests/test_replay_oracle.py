@@ -2,10 +2,7 @@
 
 Every comparison is exact: the same trades in the same order (variant, symbol, entry and exit time,
 exit reason), the same prices, quantities, stop percentages, ATRs, P&L and fees to the last bit, the
-same positions left open, the same balances, equity curves and skip counts. The one known divergence
-between the engine and the letter of the spec (the operation order of the stop formula, last bit of
-``stop_pct``) has its own test below; the reference runs the other comparisons under the engine's order
-(``ENGINE_STOP_PCT_RULE``) so that nothing else can hide behind it.
+same positions left open, the same balances, equity curves and skip counts.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import sigil
 from reference import ENGINE_STOP_PCT_RULE, ReferenceResult, differences
 from reference import replay as reference_replay
 from sigil import _core
@@ -225,28 +223,24 @@ def test_intraday_files_mixed_timeframes(shared_data: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_stop_pct_follows_the_spec_operation_order(bundled: list[CandleSeries]) -> None:
-    """HLD: ``stop_pct = min(cap, max(floor, k * ATR_i / close_i))``, "operations in the order written".
+def test_stop_pct_is_the_public_formula_of_the_signal_candle(bundled: list[CandleSeries]) -> None:
+    """HLD: ``stop_pct = min(cap, max(floor, k * (ATR_i / close_i)))``, the public ``hard_stop_pct``.
 
-    Written left to right that is ``(k * ATR_i) / close_i``. The engine computes ``k * (ATR_i / close_i)``
-    (the form of the public ``hard_stop_pct(atr_pct, k)``), which differs in the last bit on some
-    entries, and through ``stop_price`` moves some hard-stop fills, P&L and balances by an ulp. Either
-    the engine or the spec's formula has to change; this test fails until they agree.
+    Checked bit for bit on every trade against the public function, with ATR_i and close_i looked up
+    from the signal candle (the one whose close time is the entry time).
     """
-    engine, ref = run_both(bundled, load_config(), stop_pct_rule="spec")
-    # The decisions agree; the stop percentages do not, on some entries.
-    keys = [(t.variant, t.symbol, t.entry_time, t.exit_time, t.exit_reason) for t in engine.trades]
-    assert keys == [(t.variant, t.symbol, t.entry_time, t.exit_time, t.exit_reason) for t in ref.trades]
-    off = [(a, b) for a, b in zip(engine.trades, ref.trades, strict=True) if a.stop_pct != b.stop_pct]
-    detail = ""
-    if off:
-        a, b = off[0]
-        detail = (
-            f"{len(off)} of {len(engine.trades)} trades; first: {a.variant} {a.symbol} entry {a.entry_time}: "
-            f"engine {a.stop_pct!r}, spec {b.stop_pct!r} (k={load_config().variant(a.variant).stop_k}, "
-            f"ATR={a.atr_at_entry!r}, close={a.entry_price / 1.0005!r})"
-        )
-    assert not off, detail
+    config = load_config()
+    result = replay_series(bundled, config)
+    by_symbol = {s.symbol: s for s in bundled}
+    atr_of = {s.symbol: sigil.atr(s.high, s.low, s.close) for s in bundled}
+    assert result.trades
+    for t in result.trades:
+        s = by_symbol[t.symbol]
+        (i,) = (s.time == t.entry_time - s.timeframe_ms).nonzero()[0]
+        v = config.variant(t.variant)
+        assert t.atr_at_entry == pytest.approx(float(atr_of[t.symbol][i]), rel=1e-12)
+        want = sigil.hard_stop_pct(t.atr_at_entry / float(s.close[i]), v.stop_k, v.stop_floor, v.stop_cap)
+        assert t.stop_pct == want, (t.variant, t.symbol, t.entry_time)
 
 
 # --------------------------------------------------------------------------------------------------

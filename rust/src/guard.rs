@@ -95,37 +95,23 @@ impl GuardTable {
             return Ok(id);
         }
         if name.is_empty() {
-            return Err(EngineError::InvalidParam {
-                name: "symbol",
-                reason: "empty symbol name".into(),
-            });
+            return Err(EngineError::InvalidParam { name: "symbol", reason: "empty symbol name".into() });
         }
         let id = self.symbols.len() as u32;
         self.symbols.push(name.to_owned());
         self.symbol_ids.insert(name.to_owned(), id);
-        self.slots.resize(
-            self.slots.len() + self.variants.len(),
-            Slot {
-                open: false,
-                protected_until: i64::MIN,
-            },
-        );
+        self.slots
+            .resize(self.slots.len() + self.variants.len(), Slot { open: false, protected_until: i64::MIN });
         Ok(id)
     }
 
     #[inline]
     fn index(&self, v: u32, s: u32) -> Result<usize, EngineError> {
         if v as usize >= self.variants.len() {
-            return Err(EngineError::Unknown {
-                what: "variant",
-                id: v as usize,
-            });
+            return Err(EngineError::Unknown { what: "variant", id: v as usize });
         }
         if s as usize >= self.symbols.len() {
-            return Err(EngineError::Unknown {
-                what: "symbol",
-                id: s as usize,
-            });
+            return Err(EngineError::Unknown { what: "symbol", id: s as usize });
         }
         Ok(s as usize * self.variants.len() + v as usize)
     }
@@ -137,9 +123,7 @@ impl GuardTable {
         Ok(if slot.open {
             Err(Blocked::Open)
         } else if now < slot.protected_until {
-            Err(Blocked::Cooldown {
-                until: slot.protected_until,
-            })
+            Err(Blocked::Cooldown { until: slot.protected_until })
         } else {
             Ok(())
         })
@@ -155,14 +139,18 @@ impl GuardTable {
         cooldown_ms: i64,
     ) -> Result<Result<(), Blocked>, EngineError> {
         let i = self.index(v, s)?;
+        if cooldown_ms < 0 {
+            return Err(EngineError::InvalidParam {
+                name: "cooldown_ms",
+                reason: format!("{cooldown_ms} is negative"),
+            });
+        }
         if let Err(b) = self.can_signal(v, s, open_time)? {
             return Ok(Err(b));
         }
         let slot = &mut self.slots[i];
         slot.open = true;
-        slot.protected_until = slot
-            .protected_until
-            .max(open_time.saturating_add(cooldown_ms));
+        slot.protected_until = slot.protected_until.max(open_time.saturating_add(cooldown_ms));
         Ok(Ok(()))
     }
 
@@ -182,20 +170,14 @@ impl GuardTable {
         protected_until: Option<i64>,
     ) -> Result<(), EngineError> {
         let i = self.index(v, s)?;
-        self.slots[i] = Slot {
-            open,
-            protected_until: protected_until.unwrap_or(i64::MIN),
-        };
+        self.slots[i] = Slot { open, protected_until: protected_until.unwrap_or(i64::MIN) };
         Ok(())
     }
 
     /// Whether (v, s) is open, and its protection end if any.
     pub fn get(&self, v: u32, s: u32) -> Result<(bool, Option<i64>), EngineError> {
         let slot = self.slots[self.index(v, s)?];
-        Ok((
-            slot.open,
-            (slot.protected_until != i64::MIN).then_some(slot.protected_until),
-        ))
+        Ok((slot.open, (slot.protected_until != i64::MIN).then_some(slot.protected_until)))
     }
 }
 
@@ -211,16 +193,9 @@ mod tests {
         assert_eq!(g.can_signal(0, s, 0).unwrap(), Ok(()));
         assert_eq!(g.claim(0, s, 1000, 500).unwrap(), Ok(()));
         assert_eq!(g.can_signal(0, s, 1001).unwrap(), Err(Blocked::Open));
-        assert_eq!(
-            g.can_signal(1, s, 1001).unwrap(),
-            Ok(()),
-            "variants are independent"
-        );
+        assert_eq!(g.can_signal(1, s, 1001).unwrap(), Ok(()), "variants are independent");
         g.release(0, s).unwrap();
-        assert_eq!(
-            g.can_signal(0, s, 1200).unwrap(),
-            Err(Blocked::Cooldown { until: 1500 })
-        );
+        assert_eq!(g.can_signal(0, s, 1200).unwrap(), Err(Blocked::Cooldown { until: 1500 }));
         assert_eq!(g.can_signal(0, s, 1500).unwrap(), Ok(()));
         assert!(g.can_signal(2, s, 0).is_err());
         assert!(GuardTable::new(&["a", "a"]).is_err());

@@ -3,9 +3,6 @@
 //! Same input, same output, bit for bit: the merge order is (close time, symbol name) and every
 //! decision goes through the same [`Engine`] the daemon uses.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use crate::candle::Candle;
 use crate::engine::{ClosedTrade, Engine, Intent, Position, SkipReason, VariantParams};
 use crate::error::EngineError;
@@ -39,6 +36,19 @@ impl Series<'_> {
         }
     }
 
+    /// Asks for candle `i`'s cache lines ahead of time. A replay reads one candle of every symbol per
+    /// close time: hundreds of interleaved streams that the hardware prefetcher cannot follow, so
+    /// without this nearly every eighth read of each column waits for memory.
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        if i < self.len() {
+            prefetch(&self.time[i]);
+            for col in [self.open, self.high, self.low, self.close, self.volume] {
+                prefetch(&col[i]);
+            }
+        }
+    }
+
     /// Equal lengths, valid candles, strictly increasing times.
     pub fn validate(&self) -> Result<(), EngineError> {
         let n = self.len();
@@ -50,11 +60,7 @@ impl Series<'_> {
             ("volume", self.volume.len()),
         ] {
             if len != n {
-                return Err(EngineError::LengthMismatch {
-                    expected: n,
-                    field,
-                    got: len,
-                });
+                return Err(EngineError::LengthMismatch { expected: n, field, got: len });
             }
         }
         for i in 0..n {
@@ -65,6 +71,17 @@ impl Series<'_> {
         }
         Ok(())
     }
+}
+
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults and `x` is a valid reference anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((x as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }
 
 /// Counts of one variant's run.
@@ -122,13 +139,12 @@ pub fn replay(
         by_id.push(s);
     }
     let total: u64 = by_id.iter().map(|s| s.len() as u64).sum();
-    let mut heap: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::with_capacity(by_id.len());
+    // Merge by (close time, symbol id): at each distinct close time, one scan over the symbols in
+    // id (= name) order takes every candle that closes then and finds the next close time. Aligned
+    // universes cost O(1) per candle; no heap, and each symbol's columns are read sequentially.
     let mut cursor = vec![0usize; by_id.len()];
-    for (id, s) in by_id.iter().enumerate() {
-        if s.len() > 0 {
-            heap.push(Reverse((s.time[0] + s.tf_ms, id as u32)));
-        }
-    }
+    let mut next: Vec<i64> =
+        by_id.iter().map(|s| if s.len() > 0 { s.time[0] + s.tf_ms } else { i64::MAX }).collect();
 
     let mut result = ReplayResult {
         symbols: by_id.iter().map(|s| s.symbol.to_owned()).collect(),
@@ -141,74 +157,24 @@ pub fn replay(
         candles: 0,
     };
     let mut intents = Vec::with_capacity(4 * nv);
-    let mut current_time: Option<i64> = None;
-    while let Some(Reverse((close_time, id))) = heap.pop() {
-        if current_time.is_some_and(|t| t != close_time) {
-            sample_equity(&engine, &mut result, current_time.unwrap_or_default());
-        }
-        current_time = Some(close_time);
-        let s = by_id[id as usize];
-        let i = cursor[id as usize];
-        let candle = s.candle(i);
-        cursor[id as usize] = i + 1;
-        if i + 1 < s.len() {
-            heap.push(Reverse((s.time[i + 1] + s.tf_ms, id)));
-        }
-
-        intents.clear();
-        engine.exits(id, &candle, &mut intents)?;
-        for intent in &intents {
-            if let Intent::Close {
-                variant,
-                symbol,
-                time,
-                price,
-                reason,
-            } = *intent
-            {
-                let p = &engine.params()[variant as usize];
-                let qty = engine.position(variant, symbol).map_or(0.0, |x| x.qty);
-                let fill = p.costs.sell(price, qty);
-                let trade = engine.apply_close(variant, symbol, time, &fill, reason)?;
-                result.trades.push(trade);
-            }
-        }
-        intents.clear();
-        engine.signals(id, &mut intents)?;
-        for intent in &intents {
-            match *intent {
-                Intent::Open {
-                    variant,
-                    symbol,
-                    time,
-                    price,
-                    stop_pct,
-                    atr,
-                } => {
-                    let p = &engine.params()[variant as usize];
-                    let fill = p.costs.buy(price, p.stake);
-                    engine.apply_open(variant, symbol, time, &fill, stop_pct, atr)?;
-                    result.counts[variant as usize].signals += 1;
+    let mut now = next.iter().copied().min().unwrap_or(i64::MAX);
+    while now != i64::MAX {
+        let mut upcoming = i64::MAX;
+        for (id, s) in by_id.iter().enumerate() {
+            if next[id] == now {
+                let i = cursor[id];
+                cursor[id] = i + 1;
+                next[id] = if i + 1 < s.len() { s.time[i + 1] + s.tf_ms } else { i64::MAX };
+                s.prefetch(i + 2);
+                step(&mut engine, id as u32, &s.candle(i), &mut intents, &mut result)?;
+                if progress_every > 0 && result.candles.is_multiple_of(progress_every) {
+                    progress(result.candles, total);
                 }
-                Intent::Skip {
-                    variant, reason, ..
-                } => {
-                    let k = SkipReason::ALL
-                        .iter()
-                        .position(|&r| r == reason)
-                        .unwrap_or(0);
-                    result.counts[variant as usize].skips[k] += 1;
-                }
-                Intent::Close { .. } => {}
             }
+            upcoming = upcoming.min(next[id]);
         }
-        result.candles += 1;
-        if progress_every > 0 && result.candles.is_multiple_of(progress_every) {
-            progress(result.candles, total);
-        }
-    }
-    if let Some(t) = current_time {
-        sample_equity(&engine, &mut result, t);
+        sample_equity(&engine, &mut result, now);
+        now = upcoming;
     }
     progress(result.candles, total);
     for v in 0..nv as u32 {
@@ -220,6 +186,46 @@ pub fn replay(
         result.balances.push(engine.balance(v));
     }
     Ok(result)
+}
+
+/// One candle close of one symbol: exits carried out, then signals carried out (paper fills).
+fn step(
+    engine: &mut Engine,
+    id: u32,
+    candle: &Candle,
+    intents: &mut Vec<Intent>,
+    result: &mut ReplayResult,
+) -> Result<(), EngineError> {
+    intents.clear();
+    engine.exits(id, candle, intents)?;
+    for intent in intents.iter() {
+        if let Intent::Close { variant, symbol, time, price, reason } = *intent {
+            let p = &engine.params()[variant as usize];
+            let qty = engine.position(variant, symbol).map_or(0.0, |x| x.qty);
+            let fill = p.costs.sell(price, qty);
+            let trade = engine.apply_close(variant, symbol, time, &fill, reason)?;
+            result.trades.push(trade);
+        }
+    }
+    intents.clear();
+    engine.signals(id, intents)?;
+    for intent in intents.iter() {
+        match *intent {
+            Intent::Open { variant, symbol, time, price, stop_pct, atr } => {
+                let p = &engine.params()[variant as usize];
+                let fill = p.costs.buy(price, p.stake);
+                engine.apply_open(variant, symbol, time, &fill, stop_pct, atr)?;
+                result.counts[variant as usize].signals += 1;
+            }
+            Intent::Skip { variant, reason, .. } => {
+                let k = SkipReason::ALL.iter().position(|&r| r == reason).unwrap_or(0);
+                result.counts[variant as usize].skips[k] += 1;
+            }
+            Intent::Close { .. } => {}
+        }
+    }
+    result.candles += 1;
+    Ok(())
 }
 
 fn sample_equity(engine: &Engine, result: &mut ReplayResult, time: i64) {

