@@ -199,6 +199,7 @@ mod tests {
         assert_eq!(g.can_signal(0, s, 1500).unwrap(), Ok(()));
         assert!(g.can_signal(2, s, 0).is_err());
         assert!(GuardTable::new(&["a", "a"]).is_err());
+        assert!(g.claim(1, s, 0, -1).is_err(), "a negative cooldown is refused");
     }
 
     proptest! {

@@ -3,6 +3,7 @@ the simulator's signed endpoints."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal as D
 
 import pytest
@@ -100,7 +101,7 @@ async def test_an_open_the_balance_cannot_pay_is_refused_with_a_reason() -> None
         (lambda b: b.close(VARIANTS[0].name, "ETH/USDT", 2.5, 1.0), "position"),
     ],
 )
-async def test_other_refusals(call, reason) -> None:  # type: ignore[no-untyped-def]
+async def test_other_refusals(call: Callable[[PaperBroker], Awaitable[object]], reason: str) -> None:
     broker = PaperBroker(VARIANTS, holdings={(VARIANTS[0].name, "ETH/USDT"): 2.0})
     with pytest.raises(OrderRefused) as e:
         await call(broker)
