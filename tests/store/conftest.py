@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,9 +13,8 @@ import pytest
 # tests/pg.py is shared with other suites (the daemon's); tests/ is not a package, so put it on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pg import PgServer  # noqa: E402
-
-from sigil.store import Database  # noqa: E402
+from pg import PgServer
+from sigil.store import Database
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +55,17 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+def sigil_home() -> Iterator[Path]:
+    """A fresh ``SIGIL_HOME`` for an embedded server.
+
+    Not under pytest's ``tmp_path``: the server runs as another user when the tests run as root, and
+    every pytest session resets its temporary root to mode 0700, which would lock that user out.
+    """
+    home = Path(tempfile.mkdtemp(prefix="sigil-home-"))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

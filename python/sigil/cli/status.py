@@ -28,7 +28,8 @@ def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "status",
         help="open positions, cooldowns, balances and the last heartbeat",
-        description="Show open positions, active cooldowns, balance and equity per variant, and heartbeat age.",
+        description="Show open positions, active cooldowns, balance and equity per variant, "
+        "and the age of the last scanner heartbeat.",
     )
     add_database_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -43,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         positions = PositionStore(db)
         order = {v.name: i for i, v in enumerate(config.variants)}
-        accounts = sorted(await AccountStore(db).all(), key=lambda a: (order.get(a.variant, len(order)), a.variant))
+        accounts = sorted(
+            await AccountStore(db).all(), key=lambda a: (order.get(a.variant, len(order)), a.variant)
+        )
         realised = await positions.realised()
         open_positions = await positions.open_positions()
         cooldowns = await SymbolProtectionStore(db).active(now)
@@ -97,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
                 for p in open_positions
             ],
             "cooldowns": [
-                {"variant": c.variant, "symbol": c.symbol, "until": _iso(c.protected_until), "reason": c.reason}
+                {
+                    "variant": c.variant,
+                    "symbol": c.symbol,
+                    "until": _iso(c.protected_until),
+                    "reason": c.reason,
+                }
                 for c in cooldowns
             ],
         }
@@ -128,7 +136,10 @@ def _ago(seconds: float) -> str:
 
 
 def _render(state: dict[str, Any], now: datetime) -> str:
-    lines = [f"database   {state['database']} · PostgreSQL {state['server_version']} · schema {state['schema_version']}"]
+    lines = [
+        f"database   {state['database']} · PostgreSQL {state['server_version']}"
+        f" · schema {state['schema_version']}"
+    ]
     hb = state["heartbeat"]
     if hb is None:
         lines.append("heartbeat  none yet: no scanner pass has completed")
@@ -143,7 +154,9 @@ def _render(state: dict[str, Any], now: datetime) -> str:
     if not variants:
         lines.append("variants   none: run `sigil migrate` to create the accounts")
     else:
-        lines.append(f"{'variant':<14}{'balance':>12}{'equity':>12}{'open':>6}{'closed':>8}{'realised P&L':>14}")
+        lines.append(
+            f"{'variant':<14}{'balance':>12}{'equity':>12}{'open':>6}{'closed':>8}{'realised P&L':>14}"
+        )
         for name, v in variants.items():
             lines.append(
                 f"{name:<14}{v['balance']:>12.2f}{v['equity']:>12.2f}{v['open']:>6}{v['closed']:>8}"
@@ -155,7 +168,8 @@ def _render(state: dict[str, Any], now: datetime) -> str:
     for p in opens:
         lines.append(
             f"  #{p['id']:<6} {p['variant']:<12} {p['symbol']:<16} opened {p['opened_at']}  "
-            f"entry {p['entry_price']:.6g}  qty {p['qty']:.6g}  stop {p['stop_price']:.6g} ({p['stop_pct']:.1%})"
+            f"entry {p['entry_price']:.6g}  qty {p['qty']:.6g}  "
+            f"stop {p['stop_price']:.6g} ({p['stop_pct']:.1%})"
         )
     cooldowns = state["cooldowns"]
     lines.append(f"cooldowns ({len(cooldowns)} active)")

@@ -38,7 +38,9 @@ _COLUMNS = "variant_id, starting_balance, balance, equity, equity_at, updated_at
 
 
 def _account(r: Any) -> Account:
-    return Account(r["variant_id"], r["starting_balance"], r["balance"], r["equity"], r["equity_at"], r["updated_at"])
+    return Account(
+        r["variant_id"], r["starting_balance"], r["balance"], r["equity"], r["equity_at"], r["updated_at"]
+    )
 
 
 class AccountStore:
@@ -81,7 +83,8 @@ class AccountStore:
         at = _checks.utc("at", at)
         async with self._db.connection("mark equity") as conn:
             status = await conn.execute(
-                "UPDATE variant_accounts SET equity = $2, equity_at = $3, updated_at = now() WHERE variant_id = $1",
+                "UPDATE variant_accounts SET equity = $2, equity_at = $3, updated_at = now()"
+                " WHERE variant_id = $1",
                 variant,
                 value,
                 at,

@@ -12,6 +12,7 @@ exception type whatever asyncpg, the socket or the server said.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -181,7 +182,8 @@ class EmbeddedServer:
             uri = str(server.get_uri())
         except Exception as e:
             raise DatabaseUnavailable(
-                f"the embedded PostgreSQL in {self.pgdata} did not start: {e} (its log: {self.pgdata / 'log'})"
+                f"the embedded PostgreSQL in {self.pgdata} did not start: {e}"
+                f" (its log: {self.pgdata / 'log'})"
             ) from e
         self._server = server
         with self._users_lock:
@@ -431,11 +433,10 @@ async def _ensure_database(admin_url: str, name: str, timeout: float) -> str:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            try:
-                # Identifiers cannot be parameters; ``name`` is our constant, quoted anyway.
+            # Another process may create it first. Identifiers cannot be parameters; ``name`` is our
+            # constant, quoted anyway.
+            with contextlib.suppress(pgerr.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{name}"')
-            except pgerr.DuplicateDatabaseError:
-                pass  # another process created it first
     finally:
         await conn.close()
     return with_database(admin_url, name)

@@ -126,7 +126,9 @@ class EventStore:
     ) -> int:
         """Records an error (``message`` goes in ``reason``, one line)."""
         line = " ".join(str(message).split())[:500]
-        return await self.record(EventKind.ERROR, at=at, variant=variant, symbol=symbol, reason=line, detail=detail)
+        return await self.record(
+            EventKind.ERROR, at=at, variant=variant, symbol=symbol, reason=line, detail=detail
+        )
 
     async def recent(
         self, limit: int = 50, *, kind: EventKind | None = None, variant: str | None = None

@@ -137,7 +137,9 @@ class GuardMirror:
         is_open = change.open if change.open is not None else self._table.get(v, s)[0]
         self._table.set(v, s, is_open, change.protected_until_ms)
         if self._on_change is not None:
-            self._on_change(GuardChange(change.variant, change.symbol, is_open, change.protected_until_ms, change.seq))
+            self._on_change(
+                GuardChange(change.variant, change.symbol, is_open, change.protected_until_ms, change.seq)
+            )
         return True
 
     async def rebuild(self) -> int:

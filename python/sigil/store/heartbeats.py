@@ -84,9 +84,7 @@ class HeartbeatStore:
         finished = _checks.utc("finished_at", stats.finished_at)
         if finished < started:
             raise ValueError(f"finished_at {finished.isoformat()} is before started_at {started.isoformat()}")
-        counts = {
-            k: getattr(stats, k) for k in ("symbols_scanned", "signals", "opens", "closes", "errors")
-        }
+        counts = {k: getattr(stats, k) for k in ("symbols_scanned", "signals", "opens", "closes", "errors")}
         for k, v in counts.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{k} must be an integer >= 0, got {v!r}")
@@ -97,7 +95,9 @@ class HeartbeatStore:
     async def latest(self) -> Heartbeat | None:
         """The most recent heartbeat (by finish time), or None when no pass has completed yet."""
         async with self._db.connection("read heartbeat") as conn:
-            r = await conn.fetchrow(f"SELECT {_COLUMNS} FROM scanner_heartbeats ORDER BY finished_at DESC LIMIT 1")
+            r = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM scanner_heartbeats ORDER BY finished_at DESC LIMIT 1"
+            )
         return None if r is None else _heartbeat(r)
 
     async def age(self, now: datetime | None = None) -> timedelta | None:

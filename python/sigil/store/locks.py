@@ -18,7 +18,9 @@ _KEY_PREFIX = b"sigil.pair\x00"
 
 def pair_key(variant: str, symbol: str) -> int:
     """The signed 64-bit advisory lock key of (variant, symbol), the same in every process."""
-    digest = hashlib.blake2b(_KEY_PREFIX + variant.encode() + b"\x00" + symbol.encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(
+        _KEY_PREFIX + variant.encode() + b"\x00" + symbol.encode(), digest_size=8
+    ).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 

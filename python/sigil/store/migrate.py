@@ -127,7 +127,9 @@ async def applied_migrations(conn: Connection) -> list[AppliedMigration]:
     """The rows of ``schema_migrations`` in version order (none when the table does not exist)."""
     if not await _history_exists(conn):
         return []
-    rows = await conn.fetch("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+    rows = await conn.fetch(
+        "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+    )
     return [AppliedMigration(r["version"], r["name"], r["checksum"], r["applied_at"]) for r in rows]
 
 

@@ -34,7 +34,13 @@ class GuardChange:
     def encode(self) -> str:
         """The NOTIFY payload."""
         return json.dumps(
-            {"v": self.variant, "s": self.symbol, "o": self.open, "u": self.protected_until_ms, "q": self.seq},
+            {
+                "v": self.variant,
+                "s": self.symbol,
+                "o": self.open,
+                "u": self.protected_until_ms,
+                "q": self.seq,
+            },
             separators=(",", ":"),
         )
 

@@ -16,7 +16,6 @@ A refused open writes nothing at all. The guard mirror is changed only after the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -200,11 +199,15 @@ class PositionStore:
         generation = self._mirror.generation if self._mirror is not None else 0
         async with self._db.transaction(f"open {o.variant} {o.symbol}") as conn:
             if not await try_lock_pair(conn, o.variant, o.symbol):
-                return OpenResult(None, SkipReason.OPEN, detail="another transaction is opening or closing this pair")
+                return OpenResult(
+                    None, SkipReason.OPEN, detail="another transaction is opening or closing this pair"
+                )
             state = await self.protections.guard_state(o.variant, o.symbol, conn=conn)
             reason = state.blocked(o.opened_at)
             if reason is not None:
-                return OpenResult(None, reason, state.protected_until, detail=_why(reason, state.protected_until))
+                return OpenResult(
+                    None, reason, state.protected_until, detail=_why(reason, state.protected_until)
+                )
             balance = await self.accounts.lock_balance(conn, o.variant)
             if o.max_open is not None:
                 n = await _count_open(conn, o.variant)
@@ -302,7 +305,12 @@ class PositionStore:
                 symbol=symbol,
                 reason=exit_reason,
                 position_id=position_id,
-                detail={"exit_price": exit_price, "pnl": position.pnl, "fees": position.fees, "balance": after},
+                detail={
+                    "exit_price": exit_price,
+                    "pnl": position.pnl,
+                    "fees": position.fees,
+                    "balance": after,
+                },
                 conn=conn,
             )
             change = GuardChange(variant, symbol, False, until_ms(end), await next_seq(conn))
@@ -314,7 +322,7 @@ class PositionStore:
     async def update_trail(
         self, position_id: int, *, active: bool, highest: float, stop: float | None
     ) -> None:
-        """Stores the trailing-stop state of an open position; :class:`PositionNotOpen` when it is not open."""
+        """Stores the trailing-stop state of an open position (:class:`PositionNotOpen` when it is not)."""
         highest = _checks.positive("highest", highest, InvalidOrder)
         if stop is not None:
             stop = _checks.positive("stop", stop, InvalidOrder)
@@ -351,7 +359,8 @@ class PositionStore:
         async with self._db.connection("read closed positions") as conn:
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM micro_positions WHERE status = 'closed'"
-                " AND ($1::text IS NULL OR variant_id = $1) ORDER BY closed_at DESC NULLS LAST, id DESC LIMIT $2",
+                " AND ($1::text IS NULL OR variant_id = $1)"
+                " ORDER BY closed_at DESC NULLS LAST, id DESC LIMIT $2",
                 variant,
                 limit,
             )
@@ -421,14 +430,16 @@ def _validate_open(
 
 async def _count_open(conn: Connection, variant: str) -> int:
     return int(
-        await conn.fetchval("SELECT count(*) FROM micro_positions WHERE variant_id = $1 AND status = 'open'", variant)
+        await conn.fetchval(
+            "SELECT count(*) FROM micro_positions WHERE variant_id = $1 AND status = 'open'", variant
+        )
     )
 
 
 async def _insert_open(conn: Connection, o: _Open) -> Any:
     return await conn.fetchrow(
-        "INSERT INTO micro_positions (variant_id, symbol, status, opened_at, entry_price, qty, stake, entry_fee,"
-        " stop_pct, stop_price, atr_at_entry, trail_highest)"
+        "INSERT INTO micro_positions (variant_id, symbol, status, opened_at, entry_price, qty, stake,"
+        " entry_fee, stop_pct, stop_price, atr_at_entry, trail_highest)"
         " VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $4)"
         " ON CONFLICT (variant_id, symbol) WHERE status = 'open' DO NOTHING"
         f" RETURNING {_COLUMNS}",
@@ -446,7 +457,9 @@ async def _insert_open(conn: Connection, o: _Open) -> Any:
 
 
 async def _select_pair(conn: Connection, position_id: int) -> tuple[str, str, datetime] | None:
-    r = await conn.fetchrow("SELECT variant_id, symbol, opened_at FROM micro_positions WHERE id = $1", position_id)
+    r = await conn.fetchrow(
+        "SELECT variant_id, symbol, opened_at FROM micro_positions WHERE id = $1", position_id
+    )
     return None if r is None else (r["variant_id"], r["symbol"], r["opened_at"])
 
 

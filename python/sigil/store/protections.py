@@ -70,7 +70,7 @@ class SymbolProtectionStore:
         *,
         conn: Connection | None = None,
     ) -> datetime:
-        """Protects (variant, symbol) until ``until`` (a later existing end stays) and returns the end in force.
+        """Protects (variant, symbol) until ``until`` (a later end stays) and returns the end in force.
 
         Without ``conn`` this is its own transaction: it takes the pair's lock and announces the change
         to the guard mirrors. With ``conn`` it joins the caller's transaction, and the caller (which
@@ -150,7 +150,8 @@ async def _upsert(conn: Connection, variant: str, symbol: str, until: datetime, 
         VALUES ($1, $2, $3, $4)
         ON CONFLICT (variant_id, symbol) DO UPDATE
         SET protected_until = GREATEST(p.protected_until, EXCLUDED.protected_until),
-            reason = CASE WHEN EXCLUDED.protected_until > p.protected_until THEN EXCLUDED.reason ELSE p.reason END,
+            reason = CASE WHEN EXCLUDED.protected_until > p.protected_until
+                          THEN EXCLUDED.reason ELSE p.reason END,
             updated_at = now()
         RETURNING protected_until
         """,
@@ -164,7 +165,9 @@ async def _upsert(conn: Connection, variant: str, symbol: str, until: datetime, 
 
 async def _select_until(conn: Connection, variant: str, symbol: str) -> datetime | None:
     end: datetime | None = await conn.fetchval(
-        "SELECT protected_until FROM symbol_protections WHERE variant_id = $1 AND symbol = $2", variant, symbol
+        "SELECT protected_until FROM symbol_protections WHERE variant_id = $1 AND symbol = $2",
+        variant,
+        symbol,
     )
     return end
 

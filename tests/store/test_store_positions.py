@@ -29,7 +29,9 @@ HOUR = timedelta(hours=1)
 COOLDOWN = 12 * HOUR  # baseline: 12 candles of 1h
 
 
-def order(variant: str = "baseline", symbol: str = "ABC/USDT", at: datetime = T0, **over: Any) -> dict[str, Any]:
+def order(
+    variant: str = "baseline", symbol: str = "ABC/USDT", at: datetime = T0, **over: Any
+) -> dict[str, Any]:
     """An open request with the paper fill maths of the engine (stake 100, fee 0.1%, 5 bps slippage)."""
     price, qty, fee, _cost = buy_fill(2.0, 100.0, 0.001, 0.0005)
     args: dict[str, Any] = dict(
@@ -54,10 +56,14 @@ async def snapshot(db: Database) -> dict[str, Any]:
     async with db.connection("snapshot") as conn:
         return {
             "positions": [dict(r) for r in await conn.fetch("SELECT * FROM micro_positions ORDER BY id")],
-            "protections": [dict(r) for r in await conn.fetch("SELECT * FROM symbol_protections ORDER BY 1, 2")],
+            "protections": [
+                dict(r) for r in await conn.fetch("SELECT * FROM symbol_protections ORDER BY 1, 2")
+            ],
             "accounts": [
                 dict(r)
-                for r in await conn.fetch("SELECT variant_id, balance, equity FROM variant_accounts ORDER BY 1")
+                for r in await conn.fetch(
+                    "SELECT variant_id, balance, equity FROM variant_accounts ORDER BY 1"
+                )
             ],
             "events": [dict(r) for r in await conn.fetch("SELECT * FROM events ORDER BY id")],
         }
@@ -75,7 +81,12 @@ async def test_open_then_close_keeps_books(db: Database) -> None:
 
     exit_price, gross, exit_fee, proceeds = sell_fill(2.2, p.qty, 0.001, 0.0005)
     closed = await store.close_position(
-        p.id, closed_at=T0 + 3 * HOUR, exit_price=exit_price, gross=gross, exit_fee=exit_fee, exit_reason="atr_trail"
+        p.id,
+        closed_at=T0 + 3 * HOUR,
+        exit_price=exit_price,
+        gross=gross,
+        exit_fee=exit_fee,
+        exit_reason="atr_trail",
     )
     assert closed.status == "closed" and closed.exit_reason == "atr_trail"
     # Exactly the decision rules' formulas, in the same order, in doubles.
@@ -169,7 +180,11 @@ BAD_OPENS: list[tuple[dict[str, Any], type[Exception], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("bad", "error", "message"), BAD_OPENS, ids=[next(iter(b)) + "=" + repr(next(iter(b.values()))) for b, _, _ in BAD_OPENS])
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    BAD_OPENS,
+    ids=[next(iter(b)) + "=" + repr(next(iter(b.values()))) for b, _, _ in BAD_OPENS],
+)
 async def test_bad_open_input_is_a_clear_error_and_writes_nothing(
     db: Database, bad: dict[str, Any], error: type[Exception], message: str
 ) -> None:
@@ -187,17 +202,20 @@ async def test_bad_close_input_writes_nothing(db: Database) -> None:
     p = (await store.open_position(**order())).position
     assert p is not None
     before = await snapshot(db)
-    good = dict(closed_at=T0 + HOUR, exit_price=2.0, gross=100.0, exit_fee=0.1, exit_reason="manual")
-    for bad, message in [
+    good: dict[str, Any] = dict(
+        closed_at=T0 + HOUR, exit_price=2.0, gross=100.0, exit_fee=0.1, exit_reason="manual"
+    )
+    bads: list[tuple[dict[str, Any], str]] = [
         ({"exit_price": math.nan}, "exit_price"),
         ({"gross": -1.0}, "gross"),
         ({"exit_fee": math.inf}, "exit_fee"),
         ({"exit_reason": ""}, "exit_reason is empty"),
         ({"closed_at": T0 - HOUR}, "before position"),
         ({"closed_at": datetime(2024, 5, 1, 9)}, "timezone-aware"),
-    ]:
+    ]
+    for bad, message in bads:
         with pytest.raises(InvalidOrder, match=message):
-            await store.close_position(p.id, **{**good, **bad})  # type: ignore[arg-type]
+            await store.close_position(p.id, **{**good, **bad})
     assert await snapshot(db) == before
 
 
@@ -210,7 +228,9 @@ async def test_trail_updates(db: Database) -> None:
     assert got is not None and (got.trail_active, got.trail_highest, got.trail_stop) == (True, 2.5, 2.3)
     with pytest.raises(InvalidOrder):
         await store.update_trail(p.id, active=True, highest=math.nan, stop=None)
-    await store.close_position(p.id, closed_at=T0, exit_price=2.0, gross=1.0, exit_fee=0.0, exit_reason="manual")
+    await store.close_position(
+        p.id, closed_at=T0, exit_price=2.0, gross=1.0, exit_fee=0.0, exit_reason="manual"
+    )
     with pytest.raises(PositionNotOpen):
         await store.update_trail(p.id, active=True, highest=2.6, stop=2.4)
 
@@ -233,7 +253,9 @@ async def test_protection_store(db: Database) -> None:
     assert await prot.expire(T0 + 2 * HOUR) == 1
     assert await prot.protected_until("baseline", "XYZ/USDT") is None
     state = await prot.guard_state("moderate", "XYZ/USDT")
-    assert not state.open and state.blocked(T0) is SkipReason.COOLDOWN and state.blocked(T0 + 3 * HOUR) is None
+    assert (
+        not state.open and state.blocked(T0) is SkipReason.COOLDOWN and state.blocked(T0 + 3 * HOUR) is None
+    )
     with pytest.raises(ValueError, match="timezone-aware"):
         await prot.protect("baseline", "XYZ/USDT", datetime(2024, 1, 1), "naive")
     with pytest.raises(ValueError, match="symbol is empty"):

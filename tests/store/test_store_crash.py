@@ -13,10 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import workers  # tests/store/workers.py
-from books import assert_books_consistent
-from pg import PgServer
+import store_workers as workers  # tests/store/store_workers.py
+from store_books import assert_books_consistent
 
+from pg import PgServer
 from sigil.errors import DatabaseUnavailable
 from sigil.store import Database, GuardMirror, PositionStore, SymbolProtectionStore
 
@@ -66,7 +66,8 @@ async def test_sigkill_while_the_open_waits_mid_transaction(db: Database) -> Non
         await tx.start()
         # Hold the protection row: the open will block on it right after inserting its position.
         await me.execute(
-            "SELECT 1 FROM symbol_protections WHERE variant_id = 'baseline' AND symbol = $1 FOR UPDATE", symbol
+            "SELECT 1 FROM symbol_protections WHERE variant_id = 'baseline' AND symbol = $1 FOR UPDATE",
+            symbol,
         )
         child = subprocess.Popen([sys.executable, SCRIPT, "open", db.url, "baseline", symbol])
         try:
@@ -84,12 +85,18 @@ async def test_sigkill_while_the_open_waits_mid_transaction(db: Database) -> Non
     async with db.connection("check") as conn:
         assert await conn.fetchval("SELECT count(*) FROM micro_positions") == 0
         assert await conn.fetchval("SELECT count(*) FROM events") == 0
-        assert await conn.fetchval(
-            "SELECT protected_until FROM symbol_protections WHERE symbol = $1", symbol
-        ) == past
-        assert await conn.fetchval("SELECT balance FROM variant_accounts WHERE variant_id = 'baseline'") == 1000.0
+        assert (
+            await conn.fetchval("SELECT protected_until FROM symbol_protections WHERE symbol = $1", symbol)
+            == past
+        )
+        assert (
+            await conn.fetchval("SELECT balance FROM variant_accounts WHERE variant_id = 'baseline'")
+            == 1000.0
+        )
     # And the pair opens normally afterwards.
-    assert (await PositionStore(db).open_position(**workers.order_args("baseline", symbol, workers.RACE_TIME))).opened  # type: ignore[arg-type]
+    assert (
+        await PositionStore(db).open_position(**workers.order_args("baseline", symbol, workers.RACE_TIME))
+    ).opened
 
 
 async def test_sigkill_at_random_moments_leaves_whole_opens_or_nothing(db: Database) -> None:
@@ -133,10 +140,15 @@ async def test_server_restart_under_a_busy_pool(pg: PgServer, db_url: str) -> No
         while not stop.is_set():
             at = workers.RACE_TIME + timedelta(minutes=i)
             try:
-                r = await store.open_position(**workers.order_args("moderate", f"T{k}_{i}/USDT", at))  # type: ignore[arg-type]
+                r = await store.open_position(**workers.order_args("moderate", f"T{k}_{i}/USDT", at))
                 if r.position is not None and i % 2:
                     await store.close_position(
-                        r.position.id, closed_at=at, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual"
+                        r.position.id,
+                        closed_at=at,
+                        exit_price=2.0,
+                        gross=10.0,
+                        exit_fee=0.01,
+                        exit_reason="manual",
                     )
                 (ok_after if back.is_set() else ok_before)[0] += 1
             except DatabaseUnavailable as e:

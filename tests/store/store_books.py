@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -23,26 +23,28 @@ async def assert_books_consistent(db: Database, cooldown: timedelta, start_balan
         }
         events = await conn.fetch("SELECT kind, position_id FROM events WHERE kind IN ('open', 'close')")
         balances = {r["variant_id"]: r["balance"] for r in await conn.fetch("SELECT * FROM variant_accounts")}
-    opens = defaultdict(int)
-    closes = defaultdict(int)
+    opens: defaultdict[int, int] = defaultdict(int)
+    closes: defaultdict[int, int] = defaultdict(int)
     for e in events:
         (opens if e["kind"] == "open" else closes)[e["position_id"]] += 1
     ids = {p["id"] for p in positions}
     assert set(opens) == ids and all(n == 1 for n in opens.values()), "one open event per position"
     closed = {p["id"] for p in positions if p["status"] == "closed"}
-    assert set(closes) == closed and all(n == 1 for n in closes.values()), "one close event per closed position"
-    latest: dict[tuple[str, str], object] = {}
-    expected = defaultdict(lambda: start_balance)
+    assert set(closes) == closed and all(n == 1 for n in closes.values()), (
+        "one close event per closed position"
+    )
+    latest: dict[tuple[str, str], datetime] = {}
+    expected: defaultdict[str, float] = defaultdict(lambda: start_balance)
     for p in positions:
         key = (p["variant_id"], p["symbol"])
-        latest[key] = max(latest.get(key, p["opened_at"]), p["opened_at"])  # type: ignore[type-var]
+        latest[key] = max(latest.get(key, p["opened_at"]), p["opened_at"])
         expected[p["variant_id"]] -= p["stake"] + p["entry_fee"]
         if p["status"] == "closed":
             assert p["pnl"] is not None and p["closed_at"] is not None and p["exit_price"] is not None
             expected[p["variant_id"]] += p["pnl"] + p["stake"] + p["entry_fee"]
     assert set(protections) == set(latest), "a protection for every pair that opened, and only those"
     for key, opened_at in latest.items():
-        assert protections[key] == opened_at + cooldown  # type: ignore[operator]
+        assert protections[key] == opened_at + cooldown
     for variant, balance in balances.items():
         assert balance == pytest.approx(expected[variant], abs=1e-6), variant
     return len(positions)

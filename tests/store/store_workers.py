@@ -1,10 +1,11 @@
-"""Processes the store tests start: each opens its own connection and reports one JSON line.
+"""Processes the store tests start (``python store_workers.py COMMAND …``): each opens its own
+connection and reports one JSON line.
 
-``python workers.py race URL WORKER PAIRS...``     try to open every pair (in a shuffled order), close
-                                                   half of the ones it won at once; report the answers.
-``python workers.py open-loop URL VARIANT``         open and close positions until killed.
-``python workers.py open URL VARIANT SYMBOL``       open one position, report its id.
-``python workers.py close URL ID``                  close one position.
+- ``race URL WORKER START PAIRS...``: at wall-clock START, try to open every pair (in a shuffled order),
+  close at once the won positions with an even id; report the answers.
+- ``open-loop URL VARIANT``: open and close positions until killed.
+- ``open URL VARIANT SYMBOL``: open one position, report its id.
+- ``close URL ID``: close one position.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sigil.store import Database, PositionStore
 
@@ -23,7 +25,7 @@ RACE_TIME = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 COOLDOWN = timedelta(hours=8)
 
 
-def order_args(variant: str, symbol: str, at: datetime) -> dict[str, object]:
+def order_args(variant: str, symbol: str, at: datetime) -> dict[str, Any]:
     """A valid open request (stake 10 USDT at price 2.0, fee 0.1%)."""
     return dict(
         variant=variant,
@@ -54,7 +56,7 @@ async def race(url: str, worker: int, pairs: list[str], start_at: float) -> dict
         for pair in order:
             variant, symbol = pair.split("|")
             try:
-                result = await store.open_position(**order_args(variant, symbol, RACE_TIME))  # type: ignore[arg-type]
+                result = await store.open_position(**order_args(variant, symbol, RACE_TIME))
                 if result.position is not None:
                     answers["opened"] = answers.get("opened", 0) + 1
                     closed = result.position.id % 2 == 0
@@ -86,10 +88,15 @@ async def open_loop(url: str, variant: str) -> None:
     i = 0
     while True:
         at = RACE_TIME + timedelta(minutes=i)
-        r = await store.open_position(**order_args(variant, f"L{i}/USDT", at))  # type: ignore[arg-type]
+        r = await store.open_position(**order_args(variant, f"L{i}/USDT", at))
         if r.position is not None and i % 3 == 0:
             await store.close_position(
-                r.position.id, closed_at=at, exit_price=2.1, gross=10.5, exit_fee=0.0105, exit_reason="atr_trail"
+                r.position.id,
+                closed_at=at,
+                exit_price=2.1,
+                gross=10.5,
+                exit_fee=0.0105,
+                exit_reason="atr_trail",
             )
         i += 1
 
@@ -97,7 +104,7 @@ async def open_loop(url: str, variant: str) -> None:
 async def open_one(url: str, variant: str, symbol: str) -> dict[str, object]:
     db = await Database.open(url, min_size=1, max_size=1)
     try:
-        r = await PositionStore(db).open_position(**order_args(variant, symbol, RACE_TIME))  # type: ignore[arg-type]
+        r = await PositionStore(db).open_position(**order_args(variant, symbol, RACE_TIME))
     finally:
         await db.close()
     return {"id": None if r.position is None else r.position.id, "refused": r.refused}

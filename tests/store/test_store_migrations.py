@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,9 +21,9 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def empty_db(empty_db_url: str) -> Database:
+async def empty_db(empty_db_url: str) -> AsyncIterator[Database]:
     db = await Database.open(empty_db_url, min_size=1, max_size=2)
-    yield db  # type: ignore[misc]
+    yield db
     await db.close()
 
 
@@ -55,16 +56,26 @@ async def test_fresh_database_then_rerun_is_a_noop(empty_db: Database) -> None:
         await require_current(empty_db)
     applied = await migrate(empty_db)
     assert [m.version for m in applied] == [m.version for m in load_migrations()]
-    assert {"micro_positions", "symbol_protections", "variant_accounts", "scanner_heartbeats", "events",
-            "schema_migrations"} <= await _tables(empty_db)
+    assert {
+        "micro_positions",
+        "symbol_protections",
+        "variant_accounts",
+        "scanner_heartbeats",
+        "events",
+        "schema_migrations",
+    } <= await _tables(empty_db)
     status = await require_current(empty_db)
     assert status.current and status.version == len(applied)
     async with empty_db.connection("t") as conn:
-        before = await conn.fetch("SELECT version, checksum, applied_at FROM schema_migrations ORDER BY version")
+        before = await conn.fetch(
+            "SELECT version, checksum, applied_at FROM schema_migrations ORDER BY version"
+        )
         assert all(r["applied_at"].tzinfo is not None for r in before)
     assert await migrate(empty_db) == []
     async with empty_db.connection("t") as conn:
-        after = await conn.fetch("SELECT version, checksum, applied_at FROM schema_migrations ORDER BY version")
+        after = await conn.fetch(
+            "SELECT version, checksum, applied_at FROM schema_migrations ORDER BY version"
+        )
     assert before == after
 
 
@@ -80,7 +91,9 @@ async def test_changed_applied_file_is_refused(empty_db: Database, migrations_co
         await require_current(empty_db, migrations_copy)
 
 
-async def test_new_file_is_applied_and_unknown_version_refused(empty_db: Database, migrations_copy: Path) -> None:
+async def test_new_file_is_applied_and_unknown_version_refused(
+    empty_db: Database, migrations_copy: Path
+) -> None:
     await migrate(empty_db, source=migrations_copy)
     (migrations_copy / "0099_extra.sql").write_text("CREATE TABLE extra (id int);\n")
     assert [m.version for m in await migrate(empty_db, source=migrations_copy)] == [99]
@@ -89,9 +102,13 @@ async def test_new_file_is_applied_and_unknown_version_refused(empty_db: Databas
         await migrate(empty_db, source=migrations_copy)
 
 
-async def test_failing_file_rolls_back_and_keeps_earlier_ones(empty_db: Database, migrations_copy: Path) -> None:
-    (migrations_copy / "0004_broken.sql").write_text("CREATE TABLE half (id int);\nSELECT no_such_function();\n")
-    with pytest.raises(MigrationError, match="0004_broken.sql failed and was rolled back"):
+async def test_failing_file_rolls_back_and_keeps_earlier_ones(
+    empty_db: Database, migrations_copy: Path
+) -> None:
+    (migrations_copy / "0004_broken.sql").write_text(
+        "CREATE TABLE half (id int);\nSELECT no_such_function();\n"
+    )
+    with pytest.raises(MigrationError, match=r"0004_broken\.sql failed and was rolled back"):
         await migrate(empty_db, source=migrations_copy)
     status = await schema_status(empty_db, migrations_copy)
     assert status.version == 3 and [m.version for m in status.pending] == [4]
@@ -100,7 +117,7 @@ async def test_failing_file_rolls_back_and_keeps_earlier_ones(empty_db: Database
 
 def test_bad_file_names_are_refused(tmp_path: Path) -> None:
     (tmp_path / "1_x.sql").write_text("")
-    with pytest.raises(MigrationError, match="NNNN_lowercase_words.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_lowercase_words\.sql"):
         load_migrations(tmp_path)
     shutil.rmtree(tmp_path)
     tmp_path.mkdir()
@@ -138,8 +155,9 @@ async def test_variant_id_step_on_populated_database_with_duplicates(empty_db: D
     async with empty_db.connection("seed") as conn:
         for strategy, symbol, status, hours in rows:
             await conn.execute(
-                "INSERT INTO micro_positions (strategy, symbol, status, opened_at, entry_price, qty, stake,"
-                " entry_fee, stop_pct, stop_price) VALUES ($1, $2, $3, $4, 1.0, 10.0, 10.0, 0.01, 0.03, 0.97)",
+                "INSERT INTO micro_positions (strategy, symbol, status, opened_at, entry_price, qty,"
+                " stake, entry_fee, stop_pct, stop_price)"
+                " VALUES ($1, $2, $3, $4, 1.0, 10.0, 10.0, 0.01, 0.03, 0.97)",
                 strategy,
                 symbol,
                 status,
@@ -150,9 +168,15 @@ async def test_variant_id_step_on_populated_database_with_duplicates(empty_db: D
         got = await conn.fetch(
             "SELECT id, variant_id, symbol, status, opened_at, exit_reason FROM micro_positions ORDER BY id"
         )
-        events = await conn.fetch("SELECT kind, reason, position_id, variant_id FROM events ORDER BY position_id")
-        columns = {r["column_name"] for r in await conn.fetch(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'micro_positions'")}
+        events = await conn.fetch(
+            "SELECT kind, reason, position_id, variant_id FROM events ORDER BY position_id"
+        )
+        columns = {
+            r["column_name"]
+            for r in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'micro_positions'"
+            )
+        }
         nullable = await conn.fetchval(
             "SELECT is_nullable FROM information_schema.columns"
             " WHERE table_name = 'micro_positions' AND column_name = 'variant_id'"

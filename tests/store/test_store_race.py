@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import workers  # tests/store/workers.py
+import store_workers as workers  # tests/store/store_workers.py
 
 from sigil.store import Database
 
@@ -57,10 +57,13 @@ async def test_race_exactly_one_open_per_pair(db_url: str) -> None:
     try:
         async with db.connection("check") as conn:
             per_pair = await conn.fetch(
-                "SELECT variant_id, symbol, count(*) AS n, count(*) FILTER (WHERE status = 'open') AS still_open"
+                "SELECT variant_id, symbol, count(*) AS n,"
+                " count(*) FILTER (WHERE status = 'open') AS still_open"
                 " FROM micro_positions GROUP BY 1, 2"
             )
-            protections = await conn.fetch("SELECT variant_id, symbol, protected_until FROM symbol_protections")
+            protections = await conn.fetch(
+                "SELECT variant_id, symbol, protected_until FROM symbol_protections"
+            )
             events = await conn.fetch("SELECT kind, count(*) AS n FROM events GROUP BY kind")
             balances = {
                 r["variant_id"]: r["balance"] for r in await conn.fetch("SELECT * FROM variant_accounts")

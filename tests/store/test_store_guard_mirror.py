@@ -12,11 +12,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import workers  # tests/store/workers.py
-from pg import PgServer
+import store_workers as workers  # tests/store/store_workers.py
 
+from pg import PgServer
 from sigil.errors import UnknownVariant
-from sigil.store import AccountStore, Database, GuardChange, GuardMirror, PositionStore, SkipReason, SymbolProtectionStore
+from sigil.store import (
+    AccountStore,
+    Database,
+    GuardChange,
+    GuardMirror,
+    PositionStore,
+    SkipReason,
+    SymbolProtectionStore,
+)
 from sigil.store._checks import to_ms
 
 pytestmark = pytest.mark.postgres
@@ -27,7 +35,9 @@ SCRIPT = str(Path(workers.__file__))
 
 
 def worker(*args: str) -> dict[str, object]:
-    out = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=60, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -41,10 +51,12 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 async def test_rebuild_at_start_up(db: Database) -> None:
     store = PositionStore(db)
-    await store.open_position(**workers.order_args("baseline", "OPEN/USDT", T))  # type: ignore[arg-type]
-    p = (await store.open_position(**workers.order_args("moderate", "COOL/USDT", T))).position  # type: ignore[arg-type]
+    await store.open_position(**workers.order_args("baseline", "OPEN/USDT", T))
+    p = (await store.open_position(**workers.order_args("moderate", "COOL/USDT", T))).position
     assert p is not None
-    await store.close_position(p.id, closed_at=T, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual")
+    await store.close_position(
+        p.id, closed_at=T, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual"
+    )
     await SymbolProtectionStore(db).protect("aggressive", "LOCK/USDT", T + timedelta(days=2), "manual")
 
     class Other:
@@ -52,7 +64,7 @@ async def test_rebuild_at_start_up(db: Database) -> None:
         starting_balance = 1000.0
 
     await AccountStore(db).ensure([Other()])
-    await store.open_position(**workers.order_args("retired", "OPEN/USDT", T))  # type: ignore[arg-type]
+    await store.open_position(**workers.order_args("retired", "OPEN/USDT", T))
 
     seen: list[GuardChange] = []
     async with GuardMirror(db, VARIANTS, on_change=seen.append) as mirror:
@@ -81,9 +93,7 @@ async def test_mirror_changes_only_after_the_commit(db: Database) -> None:
             tx = me.transaction()
             await tx.start()
             await me.execute("SELECT 1 FROM symbol_protections WHERE symbol = 'SLOW/USDT' FOR UPDATE")
-            task = asyncio.create_task(
-                store.open_position(**workers.order_args("baseline", "SLOW/USDT", T))  # type: ignore[arg-type]
-            )
+            task = asyncio.create_task(store.open_position(**workers.order_args("baseline", "SLOW/USDT", T)))
             await asyncio.sleep(0.3)  # the open has inserted its row and waits for the protection row
             assert not task.done()
             assert mirror.blocked("baseline", "SLOW/USDT", T) is None, "nothing is committed yet"
@@ -95,10 +105,10 @@ async def test_mirror_changes_only_after_the_commit(db: Database) -> None:
 
         # A refused or failed open leaves the mirror alone.
         before = mirror.state("moderate", "SLOW/USDT")
-        await store.open_position(**workers.order_args("moderate", "SLOW/USDT", T), max_open=None)  # type: ignore[arg-type]
+        await store.open_position(**workers.order_args("moderate", "SLOW/USDT", T), max_open=None)
         assert mirror.state("moderate", "SLOW/USDT") != before  # opened
         before = mirror.state("aggressive", "X/USDT")
-        r = await store.open_position(**{**workers.order_args("aggressive", "X/USDT", T), "stake": 5000.0})  # type: ignore[arg-type]
+        r = await store.open_position(**{**workers.order_args("aggressive", "X/USDT", T), "stake": 5000.0})
         assert r.refused is SkipReason.BALANCE
         assert mirror.state("aggressive", "X/USDT") == before == (False, None)
 
@@ -113,7 +123,9 @@ async def test_notify_propagates_between_processes(db: Database) -> None:
         assert mirror.state("unhinged", "FAR/USDT") == (False, to_ms(T + workers.COOLDOWN))
         # A protection set on its own is heard too, and keeps the open flag.
         await SymbolProtectionStore(db).protect("unhinged", "FAR/USDT", T + timedelta(days=9), "manual")
-        await eventually(lambda: mirror.state("unhinged", "FAR/USDT") == (False, to_ms(T + timedelta(days=9))))
+        await eventually(
+            lambda: mirror.state("unhinged", "FAR/USDT") == (False, to_ms(T + timedelta(days=9)))
+        )
 
 
 async def test_stale_mirror_cannot_double_open(db: Database) -> None:
@@ -124,7 +136,7 @@ async def test_stale_mirror_cannot_double_open(db: Database) -> None:
     store = PositionStore(db, mirror=mirror)
     worker("open", db.url, "baseline", "STALE/USDT")
     assert mirror.can_signal("baseline", "STALE/USDT", T), "the mirror is stale"
-    r = await store.open_position(**workers.order_args("baseline", "STALE/USDT", T))  # type: ignore[arg-type]
+    r = await store.open_position(**workers.order_args("baseline", "STALE/USDT", T))
     assert r.refused is SkipReason.OPEN
     async with db.connection("count") as conn:
         assert await conn.fetchval("SELECT count(*) FROM micro_positions WHERE symbol = 'STALE/USDT'") == 1

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pg import run_cli
 
+from pg import run_cli
 from sigil.store import Database, HeartbeatStore, PassStats, PositionStore
 
 pytestmark = pytest.mark.postgres
@@ -23,11 +23,11 @@ def one_line_error(result: object, command: str) -> str:
     return str(lines[0])
 
 
-def test_migrate_and_status_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {"SIGIL_HOME": str(tmp_path / "home")}
+def test_migrate_and_status_on_the_embedded_default(sigil_home: Path) -> None:
+    env = {"SIGIL_HOME": str(sigil_home / "home")}
     first = run_cli("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    pgdata = tmp_path / "home" / "pgdata"
+    pgdata = sigil_home / "home" / "pgdata"
     assert f"database: embedded PostgreSQL in {pgdata}" in first.stdout
     assert "applied 0001_micro_positions.sql" in first.stdout
     assert "accounts created: baseline, moderate, aggressive, unhinged" in first.stdout
@@ -41,7 +41,10 @@ def test_migrate_and_status_on_the_embedded_default(tmp_path: Path) -> None:
     out = status.stdout
     assert "heartbeat  none yet" in out and "open positions (0)" in out and "cooldowns (0 active)" in out
     rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["baseline"], ["unhinged"])]
-    assert rows == [["baseline", "1000.00", "1000.00", "0", "0", "0.00"], ["unhinged", "1000.00", "1000.00", "0", "0", "0.00"]]
+    assert rows == [
+        ["baseline", "1000.00", "1000.00", "0", "0", "0.00"],
+        ["unhinged", "1000.00", "1000.00", "0", "0", "0.00"],
+    ]
     assert not (pgdata / "postmaster.pid").exists()
 
 
@@ -56,16 +59,29 @@ async def test_migrate_and_status_on_a_given_url(empty_db_url: str) -> None:
         now = datetime.now(UTC).replace(microsecond=0)
         store = PositionStore(db)
         await store.open_position(
-            variant="moderate", symbol="PEPE/USDT", opened_at=now, entry_price=2.0, qty=5.0, stake=10.0,
-            entry_fee=0.01, stop_pct=0.04, stop_price=1.92, atr_at_entry=0.05, cooldown=timedelta(hours=8),
+            variant="moderate",
+            symbol="PEPE/USDT",
+            opened_at=now,
+            entry_price=2.0,
+            qty=5.0,
+            stake=10.0,
+            entry_fee=0.01,
+            stop_pct=0.04,
+            stop_price=1.92,
+            atr_at_entry=0.05,
+            cooldown=timedelta(hours=8),
         )
-        await HeartbeatStore(db).record(PassStats(now - timedelta(seconds=90), now - timedelta(seconds=88), 150, 3, 1))
+        await HeartbeatStore(db).record(
+            PassStats(now - timedelta(seconds=90), now - timedelta(seconds=88), 150, 3, 1)
+        )
     finally:
         await db.close()
 
     status = run_cli("status", "--database-url", empty_db_url)
     assert status.returncode == 0, status.stderr
-    assert "open positions (1)" in status.stdout and "moderate" in status.stdout and "PEPE/USDT" in status.stdout
+    assert (
+        "open positions (1)" in status.stdout and "moderate" in status.stdout and "PEPE/USDT" in status.stdout
+    )
     assert "cooldowns (1 active)" in status.stdout and "(in 7h 59m)" in status.stdout
     assert "150 symbols, 3 signals, 1 opens" in status.stdout
 
@@ -90,7 +106,11 @@ def test_status_on_an_unmigrated_database_says_what_to_do(empty_db_url: str) -> 
         ("migrate", "mysql://u@localhost/x", "expected a PostgreSQL URL"),
         ("status", "not a url", "expected a PostgreSQL URL"),
         ("status", "postgresql://u@localhost:notaport/x", "port"),
-        ("migrate", "postgresql://u:secret@127.0.0.1:1/x", "cannot connect to postgresql://u:***@127.0.0.1:1/x"),
+        (
+            "migrate",
+            "postgresql://u:secret@127.0.0.1:1/x",
+            "cannot connect to postgresql://u:***@127.0.0.1:1/x",
+        ),
     ],
 )
 def test_bad_database_url_exits_2_with_one_line(command: str, url: str, message: str) -> None:
