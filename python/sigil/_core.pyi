@@ -8,10 +8,10 @@ import numpy.typing as npt
 
 __version__: str
 __all__ = [
-    "__version__",
     "Atr",
     "Engine",
     "GuardTable",
+    "__version__",
     "atr",
     "atr_many",
     "buy_fill",
@@ -33,8 +33,12 @@ def atr_many(
     period: int = 14,
 ) -> npt.NDArray[np.float64]: ...
 def hard_stop_pct(atr_pct: float, k: float, floor: float = 0.03, cap: float = 0.06) -> float: ...
-def buy_fill(price: float, stake: float, fee_rate: float, slippage: float) -> tuple[float, float, float, float]: ...
-def sell_fill(price: float, qty: float, fee_rate: float, slippage: float) -> tuple[float, float, float, float]: ...
+def buy_fill(
+    price: float, stake: float, fee_rate: float, slippage: float
+) -> tuple[float, float, float, float]: ...
+def sell_fill(
+    price: float, qty: float, fee_rate: float, slippage: float
+) -> tuple[float, float, float, float]: ...
 def replay(
     series: list[
         tuple[
@@ -105,7 +109,14 @@ class Engine:
         atr: float,
     ) -> dict[str, Any]: ...
     def apply_close(
-        self, variant: int, symbol: int, time: int, fill_price: float, gross: float, fee: float, exit_reason: str
+        self,
+        variant: int,
+        symbol: int,
+        time: int,
+        fill_price: float,
+        gross: float,
+        fee: float,
+        exit_reason: str,
     ) -> dict[str, Any]: ...
     def restore_position(
         self,
@@ -124,7 +135,9 @@ class Engine:
         bars_held: int,
         protected_until: int | None = None,
     ) -> None: ...
-    def set_guard(self, variant: int, symbol: int, open: bool, protected_until: int | None = None) -> None: ...
+    def set_guard(
+        self, variant: int, symbol: int, open: bool, protected_until: int | None = None
+    ) -> None: ...
     def blocked(self, variant: int, symbol: int, now_ms: int) -> str | None: ...
     def set_balance(self, variant: int, balance: float) -> None: ...
     def balance(self, variant: int) -> float: ...
