@@ -19,11 +19,7 @@ const PERIOD: usize = 14;
 fn series(n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut p = 100.0f64;
-    let (mut h, mut l, mut c) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let (mut h, mut l, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         state ^= state << 13;
         state ^= state >> 7;
@@ -39,47 +35,23 @@ fn series(n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
 
 fn bench_batch(cr: &mut Criterion) {
     let mut g = cr.benchmark_group("atr_batch");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     for n in [10_000usize, 100_000, 1_000_000] {
         let (h, l, c) = series(n);
         let mut out = vec![0.0; n];
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("sigil atr_into", n), &n, |b, _| {
-            b.iter(|| {
-                atr_into(
-                    black_box(&h),
-                    black_box(&l),
-                    black_box(&c),
-                    PERIOD,
-                    &mut out,
-                )
-            })
+            b.iter(|| atr_into(black_box(&h), black_box(&l), black_box(&c), PERIOD, &mut out))
         });
         g.bench_with_input(BenchmarkId::new("sigil atr", n), &n, |b, _| {
             b.iter(|| atr(black_box(&h), black_box(&l), black_box(&c), PERIOD).unwrap())
         });
         g.bench_with_input(BenchmarkId::new("sigil atr_into_plain", n), &n, |b, _| {
-            b.iter(|| {
-                atr_into_plain(
-                    black_box(&h),
-                    black_box(&l),
-                    black_box(&c),
-                    PERIOD,
-                    &mut out,
-                )
-            })
+            b.iter(|| atr_into_plain(black_box(&h), black_box(&l), black_box(&c), PERIOD, &mut out))
         });
         g.bench_with_input(BenchmarkId::new("kand atr", n), &n, |b, _| {
             b.iter(|| {
-                kand::ohlcv::atr::atr(
-                    black_box(&h),
-                    black_box(&l),
-                    black_box(&c),
-                    PERIOD,
-                    &mut out,
-                )
-                .unwrap()
+                kand::ohlcv::atr::atr(black_box(&h), black_box(&l), black_box(&c), PERIOD, &mut out).unwrap()
             })
         });
     }
@@ -90,22 +62,11 @@ fn bench_many(cr: &mut Criterion) {
     let (rows, cols) = (500usize, 1_000usize);
     let (h, l, c) = series(rows * cols);
     let mut g = cr.benchmark_group("atr_many");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Elements((rows * cols) as u64));
     let id = format!("{rows}x{cols}");
     g.bench_function(BenchmarkId::new("sigil atr_many", &id), |b| {
-        b.iter(|| {
-            atr_many(
-                black_box(&h),
-                black_box(&l),
-                black_box(&c),
-                rows,
-                cols,
-                PERIOD,
-            )
-            .unwrap()
-        })
+        b.iter(|| atr_many(black_box(&h), black_box(&l), black_box(&c), rows, cols, PERIOD).unwrap())
     });
     let mut out = vec![0.0; rows * cols];
     g.bench_function(BenchmarkId::new("sigil atr_into per row", &id), |b| {
@@ -130,8 +91,7 @@ fn bench_many(cr: &mut Criterion) {
 fn bench_stream(cr: &mut Criterion) {
     let (h, l, c) = series(100_000);
     let mut g = cr.benchmark_group("atr_stream");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Elements(h.len() as u64));
     g.bench_function("sigil update_unchecked/100k", |b| {
         b.iter(|| {

@@ -32,15 +32,9 @@ fn variant(
         cooldown_candles: cooldown,
         stake: 100.0,
         starting_balance: 1000.0,
-        costs: Costs {
-            fee_rate: 0.001,
-            slippage: 0.0005,
-        },
+        costs: Costs { fee_rate: 0.001, slippage: 0.0005 },
         atr_period: 14,
-        trail: TrailParams {
-            activation: 1.0,
-            trail_mult: 2.0,
-        },
+        trail: TrailParams { activation: 1.0, trail_mult: 2.0 },
         time_stop_candles: 0,
     }
 }
@@ -91,12 +85,8 @@ fn bench_replay(cr: &mut Criterion) {
     ];
     let mut g = cr.benchmark_group("replay");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(
-        (symbols * bars * variants.len()) as u64,
-    ));
-    g.bench_function("100x5000x4", |b| {
-        b.iter(|| replay(variants.clone(), &series, 0, |_, _| {}).unwrap())
-    });
+    g.throughput(Throughput::Elements((symbols * bars * variants.len()) as u64));
+    g.bench_function("100x5000x4", |b| b.iter(|| replay(variants.clone(), &series, 0, |_, _| {}).unwrap()));
     g.finish();
 }
 

@@ -26,8 +26,11 @@
 //! read once and written once whatever the series length.
 //!
 //! On x86-64 the vector kernel (AVX2 + FMA) is chosen at run time, since the wheel is built for
-//! generic x86-64; elsewhere a portable kernel runs the same blocks with plain multiplies and adds
-//! (fused when the target has FMA at compile time).
+//! generic x86-64; on other CPUs a portable kernel runs the same blocks with plain multiplies and
+//! adds (fused when the target has FMA at compile time).
+//!
+//! [`atr_many`] runs the same kernel row by row: each row's chain is already broken inside the row,
+//! so symbols need no SIMD lanes of their own. Large inputs are split by rows across cores.
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
@@ -47,10 +50,7 @@ pub fn smoothing(period: usize) -> (f64, f64) {
 
 fn check_period(period: usize) -> Result<(), EngineError> {
     if period == 0 {
-        return Err(EngineError::InvalidParam {
-            name: "period",
-            reason: "must be at least 1".into(),
-        });
+        return Err(EngineError::InvalidParam { name: "period", reason: "must be at least 1".into() });
     }
     Ok(())
 }
@@ -72,15 +72,7 @@ impl Atr {
     pub fn new(period: usize) -> Result<Self, EngineError> {
         check_period(period)?;
         let (k1, k2) = smoothing(period);
-        Ok(Self {
-            period,
-            k1,
-            k2,
-            prev_close: f64::NAN,
-            seen: 0,
-            sum: 0.0,
-            value: f64::NAN,
-        })
+        Ok(Self { period, k1, k2, prev_close: f64::NAN, seen: 0, sum: 0.0, value: f64::NAN })
     }
 
     /// The period this ATR was built with.
@@ -108,10 +100,7 @@ impl Atr {
         check_price("low", low, index)?;
         check_price("close", close, index)?;
         if high < low {
-            return Err(EngineError::OutOfRange {
-                what: "high < low",
-                index,
-            });
+            return Err(EngineError::OutOfRange { what: "high < low", index });
         }
         Ok(self.update_unchecked(high, low, close))
     }
@@ -150,10 +139,7 @@ pub fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
 /// One bar passes: finite positive prices and `high >= low` (NaN fails every comparison).
 #[inline(always)]
 fn bar_ok(high: f64, low: f64, close: f64) -> bool {
-    (high.is_finite() & low.is_finite() & close.is_finite())
-        & (low > 0.0)
-        & (close > 0.0)
-        & (high >= low)
+    (high.is_finite() & low.is_finite() & close.is_finite()) & (low > 0.0) & (close > 0.0) & (high >= low)
 }
 
 /// The true range of a bar together with the validity of `high`, `low` and `prev_close`, read off
@@ -173,18 +159,10 @@ fn true_range_checked(high: f64, low: f64, prev_close: f64) -> (f64, bool) {
 pub fn validate_hlc(high: &[f64], low: &[f64], close: &[f64]) -> Result<(), EngineError> {
     let n = high.len();
     if low.len() != n {
-        return Err(EngineError::LengthMismatch {
-            expected: n,
-            field: "low",
-            got: low.len(),
-        });
+        return Err(EngineError::LengthMismatch { expected: n, field: "low", got: low.len() });
     }
     if close.len() != n {
-        return Err(EngineError::LengthMismatch {
-            expected: n,
-            field: "close",
-            got: close.len(),
-        });
+        return Err(EngineError::LengthMismatch { expected: n, field: "close", got: close.len() });
     }
     // One cheap branch-free pass decides; only a bad series pays for finding the index.
     let mut ok = true;
@@ -205,10 +183,7 @@ fn first_error(high: &[f64], low: &[f64], close: &[f64]) -> Result<(), EngineErr
         check_price("low", low[i], i)?;
         check_price("close", close[i], i)?;
         if high[i] < low[i] {
-            return Err(EngineError::OutOfRange {
-                what: "high < low",
-                index: i,
-            });
+            return Err(EngineError::OutOfRange { what: "high < low", index: i });
         }
     }
     Ok(())
@@ -256,32 +231,23 @@ pub fn atr_into(high: &[f64], low: &[f64], close: &[f64], period: usize, out: &m
     // initialised `f64` values, so `out` stays fully initialised.
     let out = unsafe { &mut *(out as *mut [f64] as *mut [MaybeUninit<f64>]) };
     // A validated series passes; the flag only matters to the checking callers.
-    let _valid = run(high, low, close, period, out, Kernel::best());
+    let _valid = run(high, low, close, period, out, Kernel::best(), true);
 }
 
 /// ATR over one series; validates first.
-pub fn atr(
-    high: &[f64],
-    low: &[f64],
-    close: &[f64],
-    period: usize,
-) -> Result<Vec<f64>, EngineError> {
+pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Vec<f64>, EngineError> {
     check_period(period)?;
     let n = high.len();
     for (field, a) in [("low", low), ("close", close)] {
         if a.len() != n {
-            return Err(EngineError::LengthMismatch {
-                expected: n,
-                field,
-                got: a.len(),
-            });
+            return Err(EngineError::LengthMismatch { expected: n, field, got: a.len() });
         }
     }
     let mut out = Vec::with_capacity(n);
     // The checks run inside the kernel's single pass; a series that fails them is then scanned
     // again for its first bad index, and its output dropped.
     let spare = &mut out.spare_capacity_mut()[..n];
-    if !run(high, low, close, period, spare, Kernel::best()) {
+    if !run(high, low, close, period, spare, Kernel::best(), true) {
         first_error(high, low, close)?;
     }
     // SAFETY: `run` stores a value into every element of `out[..n]` (NaN warm-up, seed, scan).
@@ -300,19 +266,13 @@ pub fn atr_many(
     period: usize,
 ) -> Result<Vec<f64>, EngineError> {
     check_period(period)?;
-    let total = rows
-        .checked_mul(cols)
-        .ok_or_else(|| EngineError::InvalidParam {
-            name: "rows",
-            reason: format!("{rows} rows of {cols} bars overflow"),
-        })?;
+    let total = rows.checked_mul(cols).ok_or_else(|| EngineError::InvalidParam {
+        name: "rows",
+        reason: format!("{rows} rows of {cols} bars overflow"),
+    })?;
     for (field, a) in [("high", high), ("low", low), ("close", close)] {
         if a.len() != total {
-            return Err(EngineError::LengthMismatch {
-                expected: total,
-                field,
-                got: a.len(),
-            });
+            return Err(EngineError::LengthMismatch { expected: total, field, got: a.len() });
         }
     }
     let mut out = Vec::with_capacity(total);
@@ -350,22 +310,13 @@ fn many_rows(
     }
     let rows = close.len() / cols;
     let kernel = Kernel::best();
-    let threads = cores()
-        .min(rows)
-        .min(close.len() / PARALLEL_MIN_BARS)
-        .max(1);
+    let threads = cores().min(rows).min(close.len() / PARALLEL_MIN_BARS).max(1);
     let serial = |first: usize, out: &mut [MaybeUninit<f64>]| -> Option<usize> {
         let mut bad = None;
         for (k, o) in out.chunks_exact_mut(cols).enumerate() {
             let s = (first + k) * cols..(first + k + 1) * cols;
-            let ok = run(
-                &high[s.clone()],
-                &low[s.clone()],
-                &close[s],
-                period,
-                o,
-                kernel,
-            );
+            // Rows are already spread over the cores: no second level of threads.
+            let ok = run(&high[s.clone()], &low[s.clone()], &close[s], period, o, kernel, false);
             if !ok && bad.is_none() {
                 bad = Some(first + k);
             }
@@ -381,31 +332,25 @@ fn many_rows(
     std::thread::scope(|scope| {
         let mut parts = out.chunks_mut(per * cols).enumerate();
         let (_, mine) = parts.next().expect("rows >= threads >= 2");
-        let others: Vec<_> = parts
-            .map(|(t, o)| scope.spawn(move || serial(t * per, o)))
-            .collect();
+        let others: Vec<_> = parts.map(|(t, o)| scope.spawn(move || serial(t * per, o))).collect();
         let first = serial(0, mine);
-        let rest = others
-            .into_iter()
-            .map(|h| h.join().expect("ATR worker panicked"));
+        let rest = others.into_iter().map(|h| h.join().expect("ATR worker panicked"));
         first.into_iter().chain(rest.flatten()).min()
     })
 }
 
 fn row_error(e: EngineError, row: usize) -> EngineError {
     match e {
-        EngineError::NonFinite { field, index } => EngineError::InvalidParam {
-            name: field,
-            reason: format!("row {row}, index {index}: not finite"),
-        },
+        EngineError::NonFinite { field, index } => {
+            EngineError::InvalidParam { name: field, reason: format!("row {row}, index {index}: not finite") }
+        }
         EngineError::NonPositive { field, index } => EngineError::InvalidParam {
             name: field,
             reason: format!("row {row}, index {index}: not positive"),
         },
-        EngineError::OutOfRange { what, index } => EngineError::InvalidParam {
-            name: "high",
-            reason: format!("row {row}, index {index}: {what}"),
-        },
+        EngineError::OutOfRange { what, index } => {
+            EngineError::InvalidParam { name: "high", reason: format!("row {row}, index {index}: {what}") }
+        }
         other => other,
     }
 }
@@ -437,13 +382,33 @@ enum Kernel {
 }
 
 impl Kernel {
+    /// Scans bars `start..` (`start >= 1`) of the columns from `a`, the ATR at bar `start - 1`,
+    /// into `out` (bar `start + j` at `out[j]`). Returns the ATR at the last bar and whether bars
+    /// `start..` passed the checks of [`true_range_checked`].
+    #[inline]
+    fn scan(
+        self,
+        cols: Columns<'_>,
+        start: usize,
+        a: f64,
+        k: &Block,
+        out: &mut [MaybeUninit<f64>],
+    ) -> (f64, bool) {
+        match self {
+            Kernel::Portable => scan::<Separate>(cols, start, a, k, out),
+            Kernel::PortableFused => scan::<Fused>(cols, start, a, k, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::Avx2Fma` is only chosen (by `best`, or by tests that check first)
+            // when the CPU has AVX2 and FMA, which `x86::scan` is compiled for.
+            Kernel::Avx2Fma => unsafe { x86::scan(cols, start, a, k, out) },
+        }
+    }
+
     /// The fastest kernel this CPU runs (the feature test is cached by `std`).
     fn best() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 return Kernel::Avx2Fma;
             }
         }
@@ -453,6 +418,14 @@ impl Kernel {
             Kernel::Portable
         }
     }
+}
+
+/// The price columns of one series, of equal length.
+#[derive(Debug, Clone, Copy)]
+struct Columns<'a> {
+    high: &'a [f64],
+    low: &'a [f64],
+    close: &'a [f64],
 }
 
 /// Constants of the four-bar block scan.
@@ -470,19 +443,15 @@ impl Block {
     fn new(period: usize) -> Self {
         let (k1, k2) = smoothing(period);
         let k1_2 = k1 * k1;
-        Self {
-            k1,
-            k2,
-            k1_2,
-            pow: [k1, k1_2, k1_2 * k1, k1_2 * k1_2],
-        }
+        Self { k1, k2, k1_2, pow: [k1, k1_2, k1_2 * k1, k1_2 * k1_2] }
     }
 }
 
 /// The whole batch computation into `out` (every element is written): the NaN warm-up, the seed
 /// (the mean of the first `period` true ranges, summed left to right, exactly as [`Atr`] does),
-/// then the scan on `kernel`. Returns whether every bar passed the checks of [`validate_hlc`].
-/// `period` must be at least 1 and the columns of equal length.
+/// then the scan on `kernel`, in two halves on two threads for a long series when `parallel`.
+/// Returns whether every bar passed the checks of [`validate_hlc`]. `period` must be at least 1
+/// and the columns of equal length.
 fn run(
     high: &[f64],
     low: &[f64],
@@ -490,6 +459,7 @@ fn run(
     period: usize,
     out: &mut [MaybeUninit<f64>],
     kernel: Kernel,
+    parallel: bool,
 ) -> bool {
     let n = close.len();
     debug_assert!(period >= 1 && high.len() == n && low.len() == n && out.len() == n);
@@ -516,15 +486,48 @@ fn run(
     out[period].write(seed);
     let block = Block::new(period);
     let start = period + 1;
-    let scan_ok = match kernel {
-        Kernel::Portable => scan::<Separate>(high, low, close, start, seed, &block, out),
-        Kernel::PortableFused => scan::<Fused>(high, low, close, start, seed, &block, out),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Kernel::Avx2Fma` is only chosen (by `best`, or by tests that check first)
-        // when the CPU has AVX2 and FMA, which `x86::scan` is compiled for.
-        Kernel::Avx2Fma => unsafe { x86::scan(high, low, close, start, seed, &block, out) },
-    };
-    ok & scan_ok
+    if !(parallel && n - start >= PARALLEL_MIN_SERIES && cores() >= 2) {
+        let (_, scan_ok) = kernel.scan(Columns { high, low, close }, start, seed, &block, &mut out[start..]);
+        return ok & scan_ok;
+    }
+    // The second half is scanned as if the ATR before it were 0, at the same time as the first;
+    // then the first half's last value is carried into it (see `carry_into`).
+    let split = start + (n - start) / 2;
+    let (first, second) = out.split_at_mut(split);
+    let all = Columns { high, low, close };
+    let (last, ok_first, ok_second) = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| kernel.scan(all, split, 0.0, &block, second));
+        let head = Columns { high: &high[..split], low: &low[..split], close: &close[..split] };
+        let (last, ok_first) = kernel.scan(head, start, seed, &block, &mut first[start..]);
+        let (_, ok_second) = worker.join().expect("ATR worker panicked");
+        (last, ok_first, ok_second)
+    });
+    carry_into(second, last, block.k1);
+    ok & ok_first & ok_second
+}
+
+/// A single series at least this long (after the warm-up) is scanned in two halves on two
+/// threads. Shorter ones stay in cache, where one core keeps up; from here on the scan waits on
+/// memory, and a second core brings its own share of bandwidth.
+const PARALLEL_MIN_SERIES: usize = 1 << 19;
+
+/// A segment scanned from an ATR of 0 gets the part of the real ATR `a` before it: `k1^(j+1)·a`
+/// at its bar `j`. That term shrinks by `k1` a bar while the segment's own sum shrinks at most as
+/// fast, so once the term is too small to change the sum it stays so: the loop stops there,
+/// usually a few hundred bars in (later only for long stretches of zero true range).
+fn carry_into(segment: &mut [MaybeUninit<f64>], a: f64, k1: f64) {
+    // Below half an ulp of the sum with a wide margin.
+    const NEGLIGIBLE: f64 = 1.0 / (1u64 << 60) as f64;
+    let mut term = a * k1;
+    for o in segment {
+        // SAFETY: the kernel stored every element of the segment before this runs.
+        let v = unsafe { o.assume_init_read() };
+        if term <= v * NEGLIGIBLE {
+            break;
+        }
+        o.write(v + term);
+        term *= k1;
+    }
 }
 
 /// `a·b + c`, fused or not.
@@ -553,20 +556,18 @@ impl MulAdd for Fused {
     }
 }
 
-/// The four-bar block scan in portable Rust from bar `start` (>= 1) on, given `a` = ATR at
-/// `start - 1`. Stores `out[start..]`; returns whether bars `start..` passed the checks of
-/// [`true_range_checked`].
+/// The four-bar block scan in portable Rust; the contract of [`Kernel::scan`].
 #[inline(always)]
 fn scan<M: MulAdd>(
-    high: &[f64],
-    low: &[f64],
-    close: &[f64],
+    cols: Columns<'_>,
     start: usize,
     mut a: f64,
     k: &Block,
     out: &mut [MaybeUninit<f64>],
-) -> bool {
+) -> (f64, bool) {
+    let Columns { high, low, close } = cols;
     let n = close.len();
+    assert!(start >= 1 && high.len() == n && low.len() == n && out.len() == n - start.min(n));
     let mut ok = true;
     let mut i = start;
     while i + 4 <= n {
@@ -580,19 +581,10 @@ fn scan<M: MulAdd>(
             b[j] = tr * k.k2;
         }
         // Shift by one bar, then by two: p_j = Σ_{m<=j} k1^(j-m)·b_m inside the block.
-        let q = [
-            b[0],
-            M::mul_add(k.k1, b[0], b[1]),
-            M::mul_add(k.k1, b[1], b[2]),
-            M::mul_add(k.k1, b[2], b[3]),
-        ];
-        let p = [
-            q[0],
-            q[1],
-            M::mul_add(k.k1_2, q[0], q[2]),
-            M::mul_add(k.k1_2, q[1], q[3]),
-        ];
-        let o: &mut [MaybeUninit<f64>; 4] = (&mut out[i..i + 4]).try_into().expect("4 bars");
+        let q =
+            [b[0], M::mul_add(k.k1, b[0], b[1]), M::mul_add(k.k1, b[1], b[2]), M::mul_add(k.k1, b[2], b[3])];
+        let p = [q[0], q[1], M::mul_add(k.k1_2, q[0], q[2]), M::mul_add(k.k1_2, q[1], q[3])];
+        let o: &mut [MaybeUninit<f64>; 4] = (&mut out[i - start..i - start + 4]).try_into().expect("4 bars");
         for j in 0..4 {
             o[j].write(M::mul_add(k.pow[j], a, p[j]));
         }
@@ -604,38 +596,37 @@ fn scan<M: MulAdd>(
         let (tr, valid) = true_range_checked(high[i], low[i], close[i - 1]);
         ok &= valid;
         a = M::mul_add(k.k1, a, tr * k.k2);
-        out[i].write(a);
+        out[i - start].write(a);
         i += 1;
     }
-    ok
+    (a, ok)
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The four-bar block scan in AVX2 vectors with FMA.
 
-    use super::{true_range_checked, Block};
+    use super::{true_range_checked, Block, Columns};
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
-    /// Same contract as [`super::scan`]; callers make sure the CPU has AVX2 and FMA.
+    /// The contract of [`super::Kernel::scan`]; callers make sure the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn scan(
-        high: &[f64],
-        low: &[f64],
-        close: &[f64],
+        cols: Columns<'_>,
         start: usize,
         mut a: f64,
         k: &Block,
         out: &mut [MaybeUninit<f64>],
-    ) -> bool {
+    ) -> (f64, bool) {
+        let Columns { high, low, close } = cols;
         let n = close.len();
-        // The raw loads below rely on these.
-        assert!(start >= 1 && high.len() == n && low.len() == n && out.len() == n);
+        // The raw loads and stores below rely on these.
+        assert!(start >= 1 && high.len() == n && low.len() == n && out.len() == n - start.min(n));
         let k2 = _mm256_set1_pd(k.k2);
         // Lane 0 of each shift gets a zero factor, so the shifted-in value drops out.
         let m1 = _mm256_setr_pd(0.0, k.k1, k.k1, k.k1);
-        let m2 = _mm256_setr_pd(0.0, 0.0, k.k1_2, k.k1);
+        let m2 = _mm256_setr_pd(0.0, 0.0, k.k1_2, k.k1_2);
         let pow = _mm256_setr_pd(k.pow[0], k.pow[1], k.pow[2], k.pow[3]);
         let zero = _mm256_setzero_pd();
         let inf = _mm256_set1_pd(f64::INFINITY);
@@ -644,14 +635,11 @@ mod x86 {
         let op = out.as_mut_ptr().cast::<f64>();
         let mut i = start;
         while i + 4 <= n {
-            // SAFETY: 1 <= i and i + 4 <= n, so bars i..i+4 of high, low and out and bars
-            // i-1..i+3 of close are in bounds (all four have length n).
+            // SAFETY: 1 <= start <= i and i + 4 <= n, so bars i..i+4 of high and low, bars
+            // i-1..i+3 of close and elements i-start..i-start+4 of out (length n - start) are
+            // in bounds.
             let (h, l, pc) = unsafe {
-                (
-                    _mm256_loadu_pd(hp.add(i)),
-                    _mm256_loadu_pd(lp.add(i)),
-                    _mm256_loadu_pd(cp.add(i - 1)),
-                )
+                (_mm256_loadu_pd(hp.add(i)), _mm256_loadu_pd(lp.add(i)), _mm256_loadu_pd(cp.add(i - 1)))
             };
             // maxpd/minpd return the second operand unless the first compares greater/less:
             // the same selects as `true_range_checked`, NaN included.
@@ -659,10 +647,7 @@ mod x86 {
             let lo = _mm256_min_pd(l, pc);
             let ok = _mm256_and_pd(
                 _mm256_cmp_pd::<_CMP_GE_OQ>(h, l),
-                _mm256_and_pd(
-                    _mm256_cmp_pd::<_CMP_GT_OQ>(lo, zero),
-                    _mm256_cmp_pd::<_CMP_LT_OQ>(hi, inf),
-                ),
+                _mm256_and_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(lo, zero), _mm256_cmp_pd::<_CMP_LT_OQ>(hi, inf)),
             );
             valid = _mm256_and_pd(valid, ok);
             let b = _mm256_mul_pd(_mm256_sub_pd(hi, lo), k2);
@@ -671,7 +656,7 @@ mod x86 {
             let p = _mm256_fmadd_pd(_mm256_permute4x64_pd::<0b01_00_00_00>(q), m2, q);
             let o = _mm256_fmadd_pd(pow, _mm256_set1_pd(a), p);
             // SAFETY: as for the loads; `MaybeUninit<f64>` has the layout of `f64`.
-            unsafe { _mm256_storeu_pd(op.add(i), o) };
+            unsafe { _mm256_storeu_pd(op.add(i - start), o) };
             // The only loop-carried step, a_{t+4} = k1⁴·a_t + p_4: the same fused operation as
             // lane 3 of `o`, so the carried value is the stored one.
             let p4 = _mm256_cvtsd_f64(_mm256_permute4x64_pd::<0b11_11_11_11>(p));
@@ -683,10 +668,10 @@ mod x86 {
             let (tr, v) = true_range_checked(high[i], low[i], close[i - 1]);
             ok &= v;
             a = k.k1.mul_add(a, tr * k.k2);
-            out[i].write(a);
+            out[i - start].write(a);
             i += 1;
         }
-        ok
+        (a, ok)
     }
 }
 
@@ -714,9 +699,7 @@ mod tests {
         if c.len() <= n {
             return out;
         }
-        let tr: Vec<f64> = (1..c.len())
-            .map(|i| h[i].max(c[i - 1]) - l[i].min(c[i - 1]))
-            .collect();
+        let tr: Vec<f64> = (1..c.len()).map(|i| h[i].max(c[i - 1]) - l[i].min(c[i - 1])).collect();
         let mut a = tr[..n].iter().sum::<f64>() / n as f64;
         out[n] = a;
         for i in n + 1..c.len() {
@@ -738,14 +721,9 @@ mod tests {
 
     fn run_vec(h: &[f64], l: &[f64], c: &[f64], period: usize, k: Kernel) -> (Vec<f64>, bool) {
         let mut out = vec![MaybeUninit::uninit(); c.len()];
-        let ok = run(h, l, c, period, &mut out, k);
+        let ok = run(h, l, c, period, &mut out, k, false);
         // SAFETY: `run` stores into every element.
-        (
-            out.into_iter()
-                .map(|v| unsafe { v.assume_init() })
-                .collect(),
-            ok,
-        )
+        (out.into_iter().map(|v| unsafe { v.assume_init() }).collect(), ok)
     }
 
     fn plain(h: &[f64], l: &[f64], c: &[f64], period: usize) -> Vec<f64> {
@@ -761,10 +739,7 @@ mod tests {
             if w.is_nan() {
                 assert!(g.is_nan(), "{what}: index {i}: {g} where NaN expected");
             } else {
-                assert!(
-                    (g - w).abs() <= tol * w.abs(),
-                    "{what}: index {i}: {g} vs {w}"
-                );
+                assert!((g - w).abs() <= tol * w.abs(), "{what}: index {i}: {g} vs {w}");
             }
         }
     }
@@ -783,10 +758,7 @@ mod tests {
                     assert!(b[i].is_nan() && v.is_nan() && r[i].is_nan() && p[i].is_nan());
                     assert!(!s.ready());
                 } else {
-                    assert!(
-                        ((b[i] - r[i]) / r[i]).abs() < 1e-12,
-                        "period {period} i {i}"
-                    );
+                    assert!(((b[i] - r[i]) / r[i]).abs() < 1e-12, "period {period} i {i}");
                     assert!(((b[i] - v) / v).abs() < 1e-13, "period {period} i {i}");
                     // The plain batch path is the streaming arithmetic exactly.
                     assert_eq!(v.to_bits(), p[i].to_bits(), "period {period} i {i}");
@@ -812,12 +784,7 @@ mod tests {
                 }
                 let mut out = vec![-1.0; n];
                 atr_into(h, l, c, period, &mut out);
-                assert_close(
-                    &out,
-                    &want,
-                    1e-13,
-                    &format!("atr_into n {n} period {period}"),
-                );
+                assert_close(&out, &want, 1e-13, &format!("atr_into n {n} period {period}"));
             }
         }
     }
@@ -831,6 +798,71 @@ mod tests {
                 let (got, ok) = run_vec(&h, &l, &c, period, k);
                 assert!(ok);
                 assert_close(&got, &want, 1e-12, &format!("{k:?} period {period}"));
+            }
+        }
+    }
+
+    /// Length of a series whose scan is split across two threads (with `extra` bars more).
+    fn split_len(period: usize, extra: usize) -> usize {
+        period + 1 + PARALLEL_MIN_SERIES + extra
+    }
+
+    #[test]
+    fn two_thread_scan_matches_plain() {
+        if cores() < 2 {
+            return;
+        }
+        let (h, l, c) = series(split_len(1000, 3));
+        for period in [1, 14, 1000] {
+            for extra in [0, 3] {
+                let n = split_len(period, extra);
+                let (h, l, c) = (&h[..n], &l[..n], &c[..n]);
+                let want = plain(h, l, c, period);
+                // The kernels themselves are compared bar by bar elsewhere; here, the split.
+                for k in [Kernel::Portable, Kernel::best()] {
+                    let mut out = vec![MaybeUninit::uninit(); n];
+                    assert!(run(h, l, c, period, &mut out, k, true));
+                    // SAFETY: `run` stores into every element.
+                    let got: Vec<f64> = out.into_iter().map(|v| unsafe { v.assume_init() }).collect();
+                    assert_close(&got, &want, 1e-13, &format!("{k:?} n {n} period {period}"));
+                }
+                assert_close(&atr(h, l, c, period).unwrap(), &want, 1e-13, "atr");
+            }
+        }
+    }
+
+    #[test]
+    fn two_thread_scan_carries_through_zero_true_ranges() {
+        // Flat prices from before the split point to well after it: the second half starts
+        // with thousands of zero true ranges, where the whole value is the carried-in part.
+        let period = 14;
+        let n = split_len(period, 0);
+        let (mut h, mut l, mut c) = series(n);
+        let split = period + 1 + (n - period - 1) / 2;
+        let flat = c[split - 50];
+        for i in split - 50..split + 3000 {
+            (h[i], l[i], c[i]) = (flat, flat, flat);
+        }
+        let want = plain(&h, &l, &c, period);
+        assert!(want[split + 2000] > 0.0 && want[split + 2000] < 1e-50);
+        assert_close(&atr(&h, &l, &c, period).unwrap(), &want, 1e-13, "flat across the split");
+    }
+
+    #[test]
+    fn two_thread_scan_checks_both_halves() {
+        let period = 14;
+        let n = split_len(period, 5);
+        let (h0, l0, c0) = series(n);
+        let split = period + 1 + (n - period - 1) / 2;
+        let (nan, inf) = (f64::NAN, f64::INFINITY);
+        // One broken rule per case: high, low, close, high < low.
+        let bad = [(nan, 1.0, 1.0), (2.0, inf, 1.0), (2.0, 1.0, -1.0), (1.0, 2.0, 1.5)];
+        for at in [3, split - 1, split, split + 1, n - 1] {
+            for &(bh, bl, bc) in &bad {
+                let (mut h, mut l, mut c) = (h0.clone(), l0.clone(), c0.clone());
+                (h[at], l[at], c[at]) = (bh, bl, bc);
+                assert_eq!(atr(&h, &l, &c, period).map(|_| ()), validate_hlc(&h, &l, &c), "at {at}");
+                assert!(validate_hlc(&h, &l, &c).is_err());
             }
         }
     }
@@ -869,8 +901,7 @@ mod tests {
             for n in [1, 2, period + 1, period + 2, 17, 23] {
                 for at in 0..n {
                     for &(bh, bl, bc) in &bad_bars() {
-                        let (mut h, mut l, mut c) =
-                            (h0[..n].to_vec(), l0[..n].to_vec(), c0[..n].to_vec());
+                        let (mut h, mut l, mut c) = (h0[..n].to_vec(), l0[..n].to_vec(), c0[..n].to_vec());
                         (h[at], l[at], c[at]) = (bh, bl, bc);
                         let want = validate_hlc(&h, &l, &c);
                         for k in kernels() {
@@ -928,34 +959,13 @@ mod tests {
     fn errors_name_the_index() {
         let (mut h, l, c) = series(30);
         h[17] = f64::NAN;
-        assert_eq!(
-            atr(&h, &l, &c, 14),
-            Err(EngineError::NonFinite {
-                field: "high",
-                index: 17
-            })
-        );
+        assert_eq!(atr(&h, &l, &c, 14), Err(EngineError::NonFinite { field: "high", index: 17 }));
         h[17] = l[17] * 0.5;
-        assert_eq!(
-            atr(&h, &l, &c, 14),
-            Err(EngineError::OutOfRange {
-                what: "high < low",
-                index: 17
-            })
-        );
+        assert_eq!(atr(&h, &l, &c, 14), Err(EngineError::OutOfRange { what: "high < low", index: 17 }));
         let (h, l, mut c) = series(30);
         c[3] = 0.0;
-        assert_eq!(
-            atr(&h, &l, &c, 14),
-            Err(EngineError::NonPositive {
-                field: "close",
-                index: 3
-            })
-        );
-        assert!(matches!(
-            atr(&h, &l[..5], &c, 14),
-            Err(EngineError::LengthMismatch { .. })
-        ));
+        assert_eq!(atr(&h, &l, &c, 14), Err(EngineError::NonPositive { field: "close", index: 3 }));
+        assert!(matches!(atr(&h, &l[..5], &c, 14), Err(EngineError::LengthMismatch { .. })));
         assert!(atr(&h, &l, &c, 0).is_err());
         let mut s = Atr::new(14).unwrap();
         assert!(s.update(1.0, 2.0, 1.5).is_err());
@@ -998,28 +1008,27 @@ mod tests {
 
     #[test]
     fn many_names_the_first_bad_row_and_index() {
+        // Enough bars for two threads of 20 rows each.
         let (rows, cols) = (40, PARALLEL_MIN_BARS / 16 + 3);
-        let (h, mut l, c) = series(rows * cols);
-        // Two bad rows in different threads' ranges: the first one is reported.
-        l[33 * cols + 5] = -1.0;
-        l[21 * cols + 1000] = f64::INFINITY;
-        let e = atr_many(&h, &l, &c, rows, cols, 14).unwrap_err();
-        assert_eq!(
-            e,
-            EngineError::InvalidParam {
-                name: "low",
-                reason: "row 21, index 1000: not finite".into()
+        let (h, l0, c) = series(rows * cols);
+        let err = |bad: &[(usize, usize, f64)]| {
+            let mut l = l0.clone();
+            for &(r, i, v) in bad {
+                l[r * cols + i] = v;
             }
-        );
+            atr_many(&h, &l, &c, rows, cols, 14).unwrap_err().to_string()
+        };
+        let inf = f64::INFINITY;
+        // A bad row in each thread's range; two in the second thread's range; the very last bar.
+        assert_eq!(err(&[(33, 5, -1.0), (5, 1000, inf)]), "invalid low: row 5, index 1000: not finite");
+        assert_eq!(err(&[(33, 5, -1.0), (21, 1000, inf)]), "invalid low: row 21, index 1000: not finite");
+        assert_eq!(err(&[(39, 4098, 0.0)]), "invalid low: row 39, index 4098: not positive");
         let (h, l, c) = series(12);
         let mut h2 = h.clone();
         h2[7] = 0.5 * l[7];
         let e = atr_many(&h2, &l, &c, 3, 4, 2).unwrap_err();
         assert_eq!(e.to_string(), "invalid high: row 1, index 3: high < low");
-        assert!(matches!(
-            atr_many(&h, &l, &c, 3, 5, 2),
-            Err(EngineError::LengthMismatch { .. })
-        ));
+        assert!(matches!(atr_many(&h, &l, &c, 3, 5, 2), Err(EngineError::LengthMismatch { .. })));
         assert!(atr_many(&h, &l, &c, usize::MAX, 2, 2).is_err());
         assert!(atr_many(&h, &l, &c, 3, 4, 0).is_err());
     }

@@ -20,12 +20,7 @@ pub struct BreakoutParams {
 impl BreakoutParams {
     /// Rejects a lookback of zero, negative multiples and an empty ATR band.
     pub fn validate(&self) -> Result<(), EngineError> {
-        let bad = |name, reason: &str| {
-            Err(EngineError::InvalidParam {
-                name,
-                reason: reason.into(),
-            })
-        };
+        let bad = |name, reason: &str| Err(EngineError::InvalidParam { name, reason: reason.into() });
         if self.lookback == 0 {
             return bad("lookback", "must be at least 1");
         }
@@ -116,13 +111,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn params(lookback: usize) -> BreakoutParams {
-        BreakoutParams {
-            lookback,
-            volume_mult: 2.0,
-            buffer: 0.0,
-            atr_min_pct: 0.0,
-            atr_max_pct: 1.0,
-        }
+        BreakoutParams { lookback, volume_mult: 2.0, buffer: 0.0, atr_min_pct: 0.0, atr_max_pct: 1.0 }
     }
 
     #[test]

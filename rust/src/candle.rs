@@ -16,43 +16,24 @@ pub struct Candle {
 impl Candle {
     /// Checks the candle rules of `docs/HLD.md`; `index` names the row in the error.
     pub fn validate(&self, index: usize) -> Result<(), EngineError> {
-        for (field, v) in [
-            ("open", self.open),
-            ("high", self.high),
-            ("low", self.low),
-            ("close", self.close),
-        ] {
+        for (field, v) in [("open", self.open), ("high", self.high), ("low", self.low), ("close", self.close)]
+        {
             check_price(field, v, index)?;
         }
         if !self.volume.is_finite() {
-            return Err(EngineError::NonFinite {
-                field: "volume",
-                index,
-            });
+            return Err(EngineError::NonFinite { field: "volume", index });
         }
         if self.volume < 0.0 {
-            return Err(EngineError::NonPositive {
-                field: "volume",
-                index,
-            });
+            return Err(EngineError::NonPositive { field: "volume", index });
         }
         if self.high < self.low {
-            return Err(EngineError::OutOfRange {
-                what: "high < low",
-                index,
-            });
+            return Err(EngineError::OutOfRange { what: "high < low", index });
         }
         if self.open < self.low || self.open > self.high {
-            return Err(EngineError::OutOfRange {
-                what: "open outside [low, high]",
-                index,
-            });
+            return Err(EngineError::OutOfRange { what: "open outside [low, high]", index });
         }
         if self.close < self.low || self.close > self.high {
-            return Err(EngineError::OutOfRange {
-                what: "close outside [low, high]",
-                index,
-            });
+            return Err(EngineError::OutOfRange { what: "close outside [low, high]", index });
         }
         Ok(())
     }
@@ -75,14 +56,7 @@ mod tests {
     use super::*;
 
     fn c(o: f64, h: f64, l: f64, cl: f64, v: f64) -> Candle {
-        Candle {
-            open_time: 0,
-            open: o,
-            high: h,
-            low: l,
-            close: cl,
-            volume: v,
-        }
+        Candle { open_time: 0, open: o, high: h, low: l, close: cl, volume: v }
     }
 
     #[test]
@@ -90,29 +64,14 @@ mod tests {
         assert!(c(1.0, 2.0, 0.5, 1.5, 0.0).validate(0).is_ok());
         assert_eq!(
             c(f64::NAN, 2.0, 0.5, 1.5, 1.0).validate(3),
-            Err(EngineError::NonFinite {
-                field: "open",
-                index: 3
-            })
+            Err(EngineError::NonFinite { field: "open", index: 3 })
         );
         assert_eq!(
             c(1.0, 2.0, -0.5, 1.5, 1.0).validate(4),
-            Err(EngineError::NonPositive {
-                field: "low",
-                index: 4
-            })
+            Err(EngineError::NonPositive { field: "low", index: 4 })
         );
-        assert!(matches!(
-            c(1.0, 0.9, 1.1, 1.0, 1.0).validate(0),
-            Err(EngineError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            c(1.0, 2.0, 0.5, 2.5, 1.0).validate(0),
-            Err(EngineError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            c(1.0, 2.0, 0.5, 1.5, -1.0).validate(0),
-            Err(EngineError::NonPositive { .. })
-        ));
+        assert!(matches!(c(1.0, 0.9, 1.1, 1.0, 1.0).validate(0), Err(EngineError::OutOfRange { .. })));
+        assert!(matches!(c(1.0, 2.0, 0.5, 2.5, 1.0).validate(0), Err(EngineError::OutOfRange { .. })));
+        assert!(matches!(c(1.0, 2.0, 0.5, 1.5, -1.0).validate(0), Err(EngineError::NonPositive { .. })));
     }
 }

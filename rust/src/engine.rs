@@ -35,12 +35,7 @@ pub struct VariantParams {
 impl VariantParams {
     /// Rejects values that cannot work (the config layer reports them with file and field first).
     pub fn validate(&self) -> Result<(), EngineError> {
-        let bad = |name, reason: &str| {
-            Err(EngineError::InvalidParam {
-                name,
-                reason: reason.into(),
-            })
-        };
+        let bad = |name, reason: &str| Err(EngineError::InvalidParam { name, reason: reason.into() });
         if self.name.is_empty() {
             return bad("name", "empty variant name");
         }
@@ -108,29 +103,11 @@ impl SkipReason {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Intent {
     /// Sell the whole position at reference `price`.
-    Close {
-        variant: u32,
-        symbol: u32,
-        time: i64,
-        price: f64,
-        reason: ExitReason,
-    },
+    Close { variant: u32, symbol: u32, time: i64, price: f64, reason: ExitReason },
     /// Buy the variant's stake at reference `price`.
-    Open {
-        variant: u32,
-        symbol: u32,
-        time: i64,
-        price: f64,
-        stop_pct: f64,
-        atr: f64,
-    },
+    Open { variant: u32, symbol: u32, time: i64, price: f64, stop_pct: f64, atr: f64 },
     /// A breakout that was not taken, and why.
-    Skip {
-        variant: u32,
-        symbol: u32,
-        time: i64,
-        reason: SkipReason,
-    },
+    Skip { variant: u32, symbol: u32, time: i64, reason: SkipReason },
 }
 
 /// An open position as the engine tracks it.
@@ -204,18 +181,9 @@ impl Engine {
         let guard = GuardTable::new(&names)?;
         let accounts = params
             .iter()
-            .map(|p| Account {
-                balance: p.starting_balance,
-                open_symbols: Vec::with_capacity(p.max_open),
-            })
+            .map(|p| Account { balance: p.starting_balance, open_symbols: Vec::with_capacity(p.max_open) })
             .collect();
-        Ok(Self {
-            params,
-            guard,
-            symbols: Vec::new(),
-            cells: Vec::new(),
-            accounts,
-        })
+        Ok(Self { params, guard, symbols: Vec::new(), cells: Vec::new(), accounts })
     }
 
     /// The variants, in order.
@@ -238,11 +206,7 @@ impl Engine {
         }
         let id = self.guard.intern_symbol(name)?;
         if id as usize == self.symbols.len() {
-            self.symbols.push(SymbolState {
-                tf_ms,
-                last: None,
-                pending_signal: false,
-            });
+            self.symbols.push(SymbolState { tf_ms, last: None, pending_signal: false });
             for p in &self.params {
                 self.cells.push(Cell {
                     atr: Atr::new(p.atr_period)?,
@@ -262,16 +226,10 @@ impl Engine {
 
     fn check_ids(&self, v: u32, s: u32) -> Result<(), EngineError> {
         if v as usize >= self.params.len() {
-            return Err(EngineError::Unknown {
-                what: "variant",
-                id: v as usize,
-            });
+            return Err(EngineError::Unknown { what: "variant", id: v as usize });
         }
         if s as usize >= self.symbols.len() {
-            return Err(EngineError::Unknown {
-                what: "symbol",
-                id: s as usize,
-            });
+            return Err(EngineError::Unknown { what: "symbol", id: s as usize });
         }
         Ok(())
     }
@@ -302,9 +260,7 @@ impl Engine {
             let Some(pos) = cell.position.as_mut() else {
                 continue;
             };
-            let hit = pos
-                .stop
-                .on_candle(c.open, c.high, c.low, cell.atr_prev, p.trail);
+            let hit = pos.stop.on_candle(c.open, c.high, c.low, cell.atr_prev, p.trail);
             pos.bars_held += 1;
             let (price, reason) = match hit {
                 Some(h) => (h.price, h.reason),
@@ -313,13 +269,7 @@ impl Engine {
                 }
                 None => continue,
             };
-            out.push(Intent::Close {
-                variant: v as u32,
-                symbol: s,
-                time: close_time,
-                price,
-                reason,
-            });
+            out.push(Intent::Close { variant: v as u32, symbol: s, time: close_time, price, reason });
         }
         Ok(())
     }
@@ -349,21 +299,12 @@ impl Engine {
             let skip = match self.guard.can_signal(vid, s, close_time)? {
                 Err(Blocked::Open) => Some(SkipReason::Open),
                 Err(Blocked::Cooldown { .. }) => Some(SkipReason::Cooldown),
-                Ok(()) if self.accounts[v].open_symbols.len() >= p.max_open => {
-                    Some(SkipReason::MaxOpen)
-                }
-                Ok(()) if self.accounts[v].balance < p.costs.required(p.stake) => {
-                    Some(SkipReason::Balance)
-                }
+                Ok(()) if self.accounts[v].open_symbols.len() >= p.max_open => Some(SkipReason::MaxOpen),
+                Ok(()) if self.accounts[v].balance < p.costs.required(p.stake) => Some(SkipReason::Balance),
                 Ok(()) => None,
             };
             out.push(match skip {
-                Some(reason) => Intent::Skip {
-                    variant: vid,
-                    symbol: s,
-                    time: close_time,
-                    reason,
-                },
+                Some(reason) => Intent::Skip { variant: vid, symbol: s, time: close_time, reason },
                 None => Intent::Open {
                     variant: vid,
                     symbol: s,
@@ -419,13 +360,9 @@ impl Engine {
         atr: f64,
     ) -> Result<Position, EngineError> {
         self.check_ids(v, s)?;
-        let cooldown =
-            self.params[v as usize].cooldown_candles as i64 * self.symbols[s as usize].tf_ms;
+        let cooldown = self.params[v as usize].cooldown_candles as i64 * self.symbols[s as usize].tf_ms;
         if let Err(b) = self.guard.claim(v, s, time, cooldown)? {
-            return Err(EngineError::InvalidParam {
-                name: "open",
-                reason: format!("guard refused: {b:?}"),
-            });
+            return Err(EngineError::InvalidParam { name: "open", reason: format!("guard refused: {b:?}") });
         }
         let pos = Position {
             variant: v,
@@ -460,10 +397,7 @@ impl Engine {
         self.check_ids(v, s)?;
         let i = self.cell_index(v, s);
         let Some(pos) = self.cells[i].position.take() else {
-            return Err(EngineError::InvalidParam {
-                name: "close",
-                reason: "no open position".into(),
-            });
+            return Err(EngineError::InvalidParam { name: "close", reason: "no open position".into() });
         };
         self.guard.release(v, s)?;
         let acct = &mut self.accounts[v as usize];
@@ -487,13 +421,10 @@ impl Engine {
         protected_until: Option<i64>,
     ) -> Result<(), EngineError> {
         self.check_ids(pos.variant, pos.symbol)?;
-        self.guard
-            .set(pos.variant, pos.symbol, true, protected_until)?;
+        self.guard.set(pos.variant, pos.symbol, true, protected_until)?;
         let i = self.cell_index(pos.variant, pos.symbol);
         if self.cells[i].position.replace(pos).is_none() {
-            self.accounts[pos.variant as usize]
-                .open_symbols
-                .push(pos.symbol);
+            self.accounts[pos.variant as usize].open_symbols.push(pos.symbol);
         }
         Ok(())
     }
@@ -513,10 +444,7 @@ impl Engine {
     pub fn set_balance(&mut self, v: u32, balance: f64) -> Result<(), EngineError> {
         self.accounts
             .get_mut(v as usize)
-            .ok_or(EngineError::Unknown {
-                what: "variant",
-                id: v as usize,
-            })?
+            .ok_or(EngineError::Unknown { what: "variant", id: v as usize })?
             .balance = balance;
         Ok(())
     }
@@ -528,9 +456,7 @@ impl Engine {
 
     /// The open position of (v, s), if any.
     pub fn position(&self, v: u32, s: u32) -> Option<&Position> {
-        self.cells
-            .get(self.cell_index(v, s))
-            .and_then(|c| c.position.as_ref())
+        self.cells.get(self.cell_index(v, s)).and_then(|c| c.position.as_ref())
     }
 
     /// Symbols with an open position for variant `v`, in the order they were opened.
@@ -540,9 +466,7 @@ impl Engine {
 
     /// Current ATR of (v, s) (NaN until ready).
     pub fn atr(&self, v: u32, s: u32) -> f64 {
-        self.cells
-            .get(self.cell_index(v, s))
-            .map_or(f64::NAN, |c| c.atr.value())
+        self.cells.get(self.cell_index(v, s)).map_or(f64::NAN, |c| c.atr.value())
     }
 
     /// Balance plus open positions marked at their symbol's last close.
@@ -551,9 +475,7 @@ impl Engine {
         let mut e = acct.balance;
         for &s in &acct.open_symbols {
             if let Some(pos) = self.position(v, s) {
-                let mark = self.symbols[s as usize]
-                    .last
-                    .map_or(pos.entry_price, |c| c.close);
+                let mark = self.symbols[s as usize].last.map_or(pos.entry_price, |c| c.close);
                 e += pos.qty * mark;
             }
         }

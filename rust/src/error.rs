@@ -12,11 +12,7 @@ pub enum EngineError {
     /// `high < low` (or open/close outside [low, high]).
     OutOfRange { what: &'static str, index: usize },
     /// Input arrays of different lengths.
-    LengthMismatch {
-        expected: usize,
-        field: &'static str,
-        got: usize,
-    },
+    LengthMismatch { expected: usize, field: &'static str, got: usize },
     /// Candle times not strictly increasing.
     Unsorted { index: usize },
     /// A parameter outside its domain.
@@ -31,11 +27,7 @@ impl fmt::Display for EngineError {
             Self::NonFinite { field, index } => write!(f, "{field}[{index}] is not finite"),
             Self::NonPositive { field, index } => write!(f, "{field}[{index}] is not positive"),
             Self::OutOfRange { what, index } => write!(f, "{what} at index {index}"),
-            Self::LengthMismatch {
-                expected,
-                field,
-                got,
-            } => {
+            Self::LengthMismatch { expected, field, got } => {
                 write!(f, "{field} has length {got}, expected {expected}")
             }
             Self::Unsorted { index } => {

@@ -41,13 +41,7 @@ impl Costs {
     pub fn buy(&self, price: f64, stake: f64) -> BuyFill {
         let fill = price * (1.0 + self.slippage);
         let fee = stake * self.fee_rate;
-        BuyFill {
-            price: fill,
-            stake,
-            qty: stake / fill,
-            fee,
-            cost: stake + fee,
-        }
+        BuyFill { price: fill, stake, qty: stake / fill, fee, cost: stake + fee }
     }
 
     /// Sell `qty` at reference price `price` (pays slippage down).
@@ -56,12 +50,7 @@ impl Costs {
         let fill = price * (1.0 - self.slippage);
         let gross = qty * fill;
         let fee = gross * self.fee_rate;
-        SellFill {
-            price: fill,
-            gross,
-            fee,
-            proceeds: gross - fee,
-        }
+        SellFill { price: fill, gross, fee, proceeds: gross - fee }
     }
 }
 
@@ -71,10 +60,7 @@ mod tests {
 
     #[test]
     fn round_trip_costs_fees_and_slippage() {
-        let c = Costs {
-            fee_rate: 0.001,
-            slippage: 0.0005,
-        };
+        let c = Costs { fee_rate: 0.001, slippage: 0.0005 };
         let b = c.buy(2.0, 100.0);
         assert!((b.price - 2.001).abs() < 1e-12);
         assert!((b.cost - 100.1).abs() < 1e-12);

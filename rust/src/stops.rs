@@ -124,16 +124,10 @@ impl StopState {
     ) -> Option<StopHit> {
         let (level, reason) = self.level();
         if open <= level {
-            return Some(StopHit {
-                price: open,
-                reason,
-            });
+            return Some(StopHit { price: open, reason });
         }
         if low <= level {
-            return Some(StopHit {
-                price: level,
-                reason,
-            });
+            return Some(StopHit { price: level, reason });
         }
         self.raise(high, atr_prev, p);
         None
@@ -156,10 +150,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const P: TrailParams = TrailParams {
-        activation: 1.0,
-        trail_mult: 2.0,
-    };
+    const P: TrailParams = TrailParams { activation: 1.0, trail_mult: 2.0 };
 
     #[test]
     fn stop_formula_clamps() {
@@ -175,19 +166,13 @@ mod tests {
         // Opens below the stop: filled at the open, not at the stop.
         assert_eq!(
             s.on_candle(90.0, 101.0, 89.0, 2.0, P),
-            Some(StopHit {
-                price: 90.0,
-                reason: ExitReason::HardStop
-            })
+            Some(StopHit { price: 90.0, reason: ExitReason::HardStop })
         );
         // Low touches the stop although the high would have activated the trail: hard stop.
         let mut s = StopState::new(100.0, 0.05);
         assert_eq!(
             s.on_candle(100.0, 110.0, 95.0, 2.0, P),
-            Some(StopHit {
-                price: 95.0,
-                reason: ExitReason::HardStop
-            })
+            Some(StopHit { price: 95.0, reason: ExitReason::HardStop })
         );
     }
 
@@ -201,10 +186,7 @@ mod tests {
         assert_eq!(s.trail_stop, 102.0);
         assert_eq!(
             s.on_candle(105.0, 105.5, 101.0, 2.0, P),
-            Some(StopHit {
-                price: 102.0,
-                reason: ExitReason::AtrTrail
-            })
+            Some(StopHit { price: 102.0, reason: ExitReason::AtrTrail })
         );
     }
 

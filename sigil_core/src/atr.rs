@@ -58,8 +58,7 @@ fn atr<'py>(
     period: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let (h, l, c) = (slice(&high), slice(&low), slice(&close));
-    let out =
-        maybe_detached(py, c.len(), || engine::atr(&h, &l, &c, period)).map_err(value_error)?;
+    let out = maybe_detached(py, c.len(), || engine::atr(&h, &l, &c, period)).map_err(value_error)?;
     Ok(out.into_pyarray(py))
 }
 
@@ -85,10 +84,8 @@ fn atr_many<'py>(
     }
     let (rows, cols) = (shape[0], shape[1]);
     let (h, l, c) = (slice2(&high), slice2(&low), slice2(&close));
-    let out = maybe_detached(py, c.len(), || {
-        engine::atr_many(&h, &l, &c, rows, cols, period)
-    })
-    .map_err(value_error)?;
+    let out = maybe_detached(py, c.len(), || engine::atr_many(&h, &l, &c, rows, cols, period))
+        .map_err(value_error)?;
     let arr = out.into_pyarray(py);
     arr.reshape([rows, cols])
 }
@@ -129,9 +126,7 @@ impl PyAtr {
     #[pyo3(signature = (period = 14))]
     fn new(period: usize) -> PyResult<Self> {
         let atr = engine::Atr::new(period).map_err(value_error)?;
-        Ok(Self {
-            inner: AtrCell(UnsafeCell::new(atr)),
-        })
+        Ok(Self { inner: AtrCell(UnsafeCell::new(atr)) })
     }
 
     /// Current value (NaN until ready).
@@ -153,9 +148,7 @@ impl PyAtr {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        Self::with(slf, |a| {
-            format!("Atr(period={}, value={})", a.period(), a.value())
-        })
+        Self::with(slf, |a| format!("Atr(period={}, value={})", a.period(), a.value()))
     }
 }
 
@@ -298,20 +291,14 @@ unsafe fn float_arg(py: Python<'_>, obj: *mut ffi::PyObject, param: usize) -> Py
 
 #[cold]
 fn argument_error(py: Python<'_>, e: PyErr, param: usize) -> PyErr {
-    let err = PyTypeError::new_err(format!(
-        "argument '{}': {}",
-        UPDATE_PARAMS[param],
-        e.value(py)
-    ));
+    let err = PyTypeError::new_err(format!("argument '{}': {}", UPDATE_PARAMS[param], e.value(py)));
     err.set_cause(py, Some(e));
     err
 }
 
 #[cold]
 fn arity_error(nargs: usize) -> PyErr {
-    PyTypeError::new_err(format!(
-        "Atr.update() takes 3 arguments (high, low, close), {nargs} given"
-    ))
+    PyTypeError::new_err(format!("Atr.update() takes 3 arguments (high, low, close), {nargs} given"))
 }
 
 #[cold]
@@ -333,16 +320,13 @@ fn install_update(py: Python<'_>) -> PyResult<()> {
     // of the process, once per module initialisation.
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"update".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: atr_update,
-        },
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: atr_update },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: UPDATE_DOC.as_ptr(),
     }));
     // SAFETY: `ty` is a live type object and `def` outlives it; the call returns a new
     // reference, or NULL with an exception set.
-    let descr =
-        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+    let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
     ty.setattr("update", descr)
 }
 
@@ -359,22 +343,13 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 #[pyo3(signature = (atr_pct, k, floor = 0.03, cap = 0.06))]
 fn hard_stop_pct(atr_pct: f64, k: f64, floor: f64, cap: f64) -> PyResult<f64> {
-    for (name, v) in [
-        ("atr_pct", atr_pct),
-        ("k", k),
-        ("floor", floor),
-        ("cap", cap),
-    ] {
+    for (name, v) in [("atr_pct", atr_pct), ("k", k), ("floor", floor), ("cap", cap)] {
         if !v.is_finite() || v < 0.0 {
-            return Err(PyValueError::new_err(format!(
-                "{name} must be a finite number >= 0, got {v}"
-            )));
+            return Err(PyValueError::new_err(format!("{name} must be a finite number >= 0, got {v}")));
         }
     }
     if cap < floor {
-        return Err(PyValueError::new_err(format!(
-            "cap ({cap}) is below floor ({floor})"
-        )));
+        return Err(PyValueError::new_err(format!("cap ({cap}) is below floor ({floor})")));
     }
     Ok(sigil_engine::hard_stop_pct(atr_pct, k, floor, cap))
 }

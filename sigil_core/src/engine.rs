@@ -23,27 +23,15 @@ struct PyEngine {
 
 fn intent_tuple<'py>(py: Python<'py>, i: &Intent) -> PyResult<Bound<'py, PyTuple>> {
     match *i {
-        Intent::Close {
-            variant,
-            symbol,
-            time,
-            price,
-            reason,
-        } => ("close", variant, symbol, time, price, reason.as_str()).into_pyobject(py),
-        Intent::Open {
-            variant,
-            symbol,
-            time,
-            price,
-            stop_pct,
-            atr,
-        } => ("open", variant, symbol, time, price, stop_pct, atr).into_pyobject(py),
-        Intent::Skip {
-            variant,
-            symbol,
-            time,
-            reason,
-        } => ("skip", variant, symbol, time, reason.as_str()).into_pyobject(py),
+        Intent::Close { variant, symbol, time, price, reason } => {
+            ("close", variant, symbol, time, price, reason.as_str()).into_pyobject(py)
+        }
+        Intent::Open { variant, symbol, time, price, stop_pct, atr } => {
+            ("open", variant, symbol, time, price, stop_pct, atr).into_pyobject(py)
+        }
+        Intent::Skip { variant, symbol, time, reason } => {
+            ("skip", variant, symbol, time, reason.as_str()).into_pyobject(py)
+        }
     }
 }
 
@@ -61,14 +49,7 @@ fn position_dict<'py>(py: Python<'py>, p: &Position) -> PyResult<Bound<'py, PyDi
     d.set_item("hard_stop_price", p.stop.hard_stop_price)?;
     d.set_item("highest", p.stop.highest)?;
     d.set_item("trail_active", p.stop.trail_active)?;
-    d.set_item(
-        "trail_stop",
-        if p.stop.trail_stop.is_finite() {
-            Some(p.stop.trail_stop)
-        } else {
-            None
-        },
-    )?;
+    d.set_item("trail_stop", if p.stop.trail_stop.is_finite() { Some(p.stop.trail_stop) } else { None })?;
     d.set_item("stop_price", p.stop.level().0)?;
     d.set_item("bars_held", p.bars_held)?;
     Ok(d)
@@ -90,14 +71,8 @@ impl PyEngine {
 impl PyEngine {
     #[new]
     fn new(variants: Vec<Bound<'_, PyDict>>) -> PyResult<Self> {
-        let params = variants
-            .iter()
-            .map(variant_params)
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(Self {
-            inner: Engine::new(params).map_err(value_error)?,
-            buf: Vec::with_capacity(64),
-        })
+        let params = variants.iter().map(variant_params).collect::<PyResult<Vec<_>>>()?;
+        Ok(Self { inner: Engine::new(params).map_err(value_error)?, buf: Vec::with_capacity(64) })
     }
 
     /// Variant names in id order.
@@ -129,28 +104,17 @@ impl PyEngine {
         close: f64,
         volume: f64,
     ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        let c = Candle {
-            open_time,
-            open,
-            high,
-            low,
-            close,
-            volume,
-        };
+        let c = Candle { open_time, open, high, low, close, volume };
         c.validate(0).map_err(value_error)?;
         self.buf.clear();
-        self.inner
-            .exits(symbol, &c, &mut self.buf)
-            .map_err(value_error)?;
+        self.inner.exits(symbol, &c, &mut self.buf).map_err(value_error)?;
         self.drain(py)
     }
 
     /// Steps 3–4 for the candle last given to `exits`: `open` and `skip` intents.
     fn signals<'py>(&mut self, py: Python<'py>, symbol: u32) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         self.buf.clear();
-        self.inner
-            .signals(symbol, &mut self.buf)
-            .map_err(value_error)?;
+        self.inner.signals(symbol, &mut self.buf).map_err(value_error)?;
         self.drain(py)
     }
 
@@ -163,9 +127,7 @@ impl PyEngine {
         price: f64,
     ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         self.buf.clear();
-        self.inner
-            .on_price(symbol, time, price, &mut self.buf)
-            .map_err(value_error)?;
+        self.inner.on_price(symbol, time, price, &mut self.buf).map_err(value_error)?;
         self.drain(py)
     }
 
@@ -184,17 +146,8 @@ impl PyEngine {
         stop_pct: f64,
         atr: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let fill = BuyFill {
-            price: fill_price,
-            stake,
-            qty,
-            fee,
-            cost: stake + fee,
-        };
-        let p = self
-            .inner
-            .apply_open(variant, symbol, time, &fill, stop_pct, atr)
-            .map_err(value_error)?;
+        let fill = BuyFill { price: fill_price, stake, qty, fee, cost: stake + fee };
+        let p = self.inner.apply_open(variant, symbol, time, &fill, stop_pct, atr).map_err(value_error)?;
         position_dict(py, &p)
     }
 
@@ -212,12 +165,7 @@ impl PyEngine {
         fee: f64,
         exit_reason: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let fill = SellFill {
-            price: fill_price,
-            gross,
-            fee,
-            proceeds: gross - fee,
-        };
+        let fill = SellFill { price: fill_price, gross, fee, proceeds: gross - fee };
         let t = self
             .inner
             .apply_close(variant, symbol, time, &fill, reason(exit_reason)?)
@@ -269,9 +217,7 @@ impl PyEngine {
             stop,
             bars_held,
         };
-        self.inner
-            .restore_position(pos, protected_until)
-            .map_err(value_error)
+        self.inner.restore_position(pos, protected_until).map_err(value_error)
     }
 
     /// Sets the guard state of (variant, symbol) as the database has it.
@@ -283,18 +229,12 @@ impl PyEngine {
         open: bool,
         protected_until: Option<i64>,
     ) -> PyResult<()> {
-        self.inner
-            .set_guard(variant, symbol, open, protected_until)
-            .map_err(value_error)
+        self.inner.set_guard(variant, symbol, open, protected_until).map_err(value_error)
     }
 
     /// Why (variant, symbol) may not signal at `now_ms`: "open", "cooldown", or None.
     fn blocked(&self, variant: u32, symbol: u32, now_ms: i64) -> PyResult<Option<&'static str>> {
-        let r = self
-            .inner
-            .guard()
-            .can_signal(variant, symbol, now_ms)
-            .map_err(value_error)?;
+        let r = self.inner.guard().can_signal(variant, symbol, now_ms).map_err(value_error)?;
         Ok(r.err().map(|b| match b {
             sigil_engine::Blocked::Open => "open",
             sigil_engine::Blocked::Cooldown { .. } => "cooldown",
@@ -303,9 +243,7 @@ impl PyEngine {
 
     /// Sets a variant's balance (the database is the authority).
     fn set_balance(&mut self, variant: u32, balance: f64) -> PyResult<()> {
-        self.inner
-            .set_balance(variant, balance)
-            .map_err(value_error)
+        self.inner.set_balance(variant, balance).map_err(value_error)
     }
 
     /// A variant's cash balance.
@@ -328,10 +266,7 @@ impl PyEngine {
         symbol: u32,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.check_variant(variant)?;
-        self.inner
-            .position(variant, symbol)
-            .map(|p| position_dict(py, p))
-            .transpose()
+        self.inner.position(variant, symbol).map(|p| position_dict(py, p)).transpose()
     }
 
     /// Symbol ids with an open position for a variant.

@@ -7,9 +7,7 @@ use sigil_engine::fills::Costs;
 fn costs(fee_rate: f64, slippage: f64) -> PyResult<Costs> {
     for (name, v) in [("fee_rate", fee_rate), ("slippage", slippage)] {
         if !(v.is_finite() && (0.0..0.5).contains(&v)) {
-            return Err(PyValueError::new_err(format!(
-                "{name} must be in [0, 0.5), got {v}"
-            )));
+            return Err(PyValueError::new_err(format!("{name} must be in [0, 0.5), got {v}")));
         }
     }
     Ok(Costs { fee_rate, slippage })
@@ -19,20 +17,13 @@ fn positive(name: &str, v: f64) -> PyResult<()> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(PyValueError::new_err(format!(
-            "{name} must be a finite number > 0, got {v}"
-        )))
+        Err(PyValueError::new_err(format!("{name} must be a finite number > 0, got {v}")))
     }
 }
 
 /// Market buy of `stake` quote at reference `price`: `(fill_price, qty, fee, cost)`.
 #[pyfunction]
-fn buy_fill(
-    price: f64,
-    stake: f64,
-    fee_rate: f64,
-    slippage: f64,
-) -> PyResult<(f64, f64, f64, f64)> {
+fn buy_fill(price: f64, stake: f64, fee_rate: f64, slippage: f64) -> PyResult<(f64, f64, f64, f64)> {
     positive("price", price)?;
     positive("stake", stake)?;
     let f = costs(fee_rate, slippage)?.buy(price, stake);

@@ -23,16 +23,12 @@ fn reason(b: Blocked) -> &'static str {
 impl PyGuardTable {
     #[new]
     fn new(variants: Vec<String>) -> PyResult<Self> {
-        Ok(Self {
-            inner: GuardTable::new(&variants).map_err(value_error)?,
-        })
+        Ok(Self { inner: GuardTable::new(&variants).map_err(value_error)? })
     }
 
     /// Id of a variant name; ValueError when unknown.
     fn variant_id(&self, name: &str) -> PyResult<u32> {
-        self.inner
-            .variant_id(name)
-            .ok_or_else(|| PyValueError::new_err(format!("unknown variant {name:?}")))
+        self.inner.variant_id(name).ok_or_else(|| PyValueError::new_err(format!("unknown variant {name:?}")))
     }
 
     /// Id of a symbol, interning it on first use.
@@ -42,37 +38,18 @@ impl PyGuardTable {
 
     /// The pre-signal guard: True when (variant, symbol) may signal at `now_ms`.
     fn can_signal(&self, variant: u32, symbol: u32, now_ms: i64) -> PyResult<bool> {
-        Ok(self
-            .inner
-            .can_signal(variant, symbol, now_ms)
-            .map_err(value_error)?
-            .is_ok())
+        Ok(self.inner.can_signal(variant, symbol, now_ms).map_err(value_error)?.is_ok())
     }
 
     /// Why (variant, symbol) may not signal at `now_ms`: "open", "cooldown", or None.
     fn blocked(&self, variant: u32, symbol: u32, now_ms: i64) -> PyResult<Option<&'static str>> {
-        Ok(self
-            .inner
-            .can_signal(variant, symbol, now_ms)
-            .map_err(value_error)?
-            .err()
-            .map(reason))
+        Ok(self.inner.can_signal(variant, symbol, now_ms).map_err(value_error)?.err().map(reason))
     }
 
     /// Marks open at `open_time_ms` and protects until `open_time_ms + cooldown_ms`.
     /// Returns False (and changes nothing) when the guard refuses.
-    fn claim(
-        &mut self,
-        variant: u32,
-        symbol: u32,
-        open_time_ms: i64,
-        cooldown_ms: i64,
-    ) -> PyResult<bool> {
-        Ok(self
-            .inner
-            .claim(variant, symbol, open_time_ms, cooldown_ms)
-            .map_err(value_error)?
-            .is_ok())
+    fn claim(&mut self, variant: u32, symbol: u32, open_time_ms: i64, cooldown_ms: i64) -> PyResult<bool> {
+        Ok(self.inner.claim(variant, symbol, open_time_ms, cooldown_ms).map_err(value_error)?.is_ok())
     }
 
     /// Marks closed; the cooldown stays.
@@ -89,9 +66,7 @@ impl PyGuardTable {
         open: bool,
         protected_until_ms: Option<i64>,
     ) -> PyResult<()> {
-        self.inner
-            .set(variant, symbol, open, protected_until_ms)
-            .map_err(value_error)
+        self.inner.set(variant, symbol, open, protected_until_ms).map_err(value_error)
     }
 
     /// `(open, protected_until_ms or None)`.
@@ -102,9 +77,7 @@ impl PyGuardTable {
     /// Variant names in id order.
     #[getter]
     fn variants(&self) -> Vec<String> {
-        (0..self.inner.variant_count() as u32)
-            .map(|i| self.inner.variant_name(i).to_owned())
-            .collect()
+        (0..self.inner.variant_count() as u32).map(|i| self.inner.variant_name(i).to_owned()).collect()
     }
 
     fn __len__(&self) -> usize {

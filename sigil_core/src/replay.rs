@@ -20,9 +20,8 @@ where
     T: for<'a> FromPyObject<'a, 'py>,
     for<'a> <T as FromPyObject<'a, 'py>>::Error: Into<PyErr>,
 {
-    let v = d
-        .get_item(key)?
-        .ok_or_else(|| PyKeyError::new_err(format!("variant parameter {key:?} missing")))?;
+    let v =
+        d.get_item(key)?.ok_or_else(|| PyKeyError::new_err(format!("variant parameter {key:?} missing")))?;
     v.extract::<T>().map_err(|e| {
         let e: PyErr = e.into();
         PyValueError::new_err(format!("variant parameter {key:?}: {e}"))
@@ -47,19 +46,12 @@ pub fn variant_params(d: &Bound<'_, PyDict>) -> PyResult<VariantParams> {
         cooldown_candles: field(d, "cooldown_candles")?,
         stake: field(d, "stake")?,
         starting_balance: field(d, "starting_balance")?,
-        costs: Costs {
-            fee_rate: field(d, "fee_rate")?,
-            slippage: field(d, "slippage")?,
-        },
+        costs: Costs { fee_rate: field(d, "fee_rate")?, slippage: field(d, "slippage")? },
         atr_period: field(d, "atr_period")?,
-        trail: TrailParams {
-            activation: field(d, "trail_activation")?,
-            trail_mult: field(d, "trail_mult")?,
-        },
+        trail: TrailParams { activation: field(d, "trail_activation")?, trail_mult: field(d, "trail_mult")? },
         time_stop_candles: field(d, "time_stop_candles")?,
     };
-    p.validate()
-        .map_err(|e| PyValueError::new_err(format!("variant {:?}: {e}", p.name)))?;
+    p.validate().map_err(|e| PyValueError::new_err(format!("variant {:?}: {e}", p.name)))?;
     Ok(p)
 }
 
@@ -91,15 +83,10 @@ fn replay<'py>(
     variants: Vec<Bound<'py, PyDict>>,
     progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let params = variants
-        .iter()
-        .map(variant_params)
-        .collect::<PyResult<Vec<_>>>()?;
+    let params = variants.iter().map(variant_params).collect::<PyResult<Vec<_>>>()?;
     let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
-    let cols: Vec<[Cow<'_, [f64]>; 5]> = series
-        .iter()
-        .map(|s| [cow(&s.3), cow(&s.4), cow(&s.5), cow(&s.6), cow(&s.7)])
-        .collect();
+    let cols: Vec<[Cow<'_, [f64]>; 5]> =
+        series.iter().map(|s| [cow(&s.3), cow(&s.4), cow(&s.5), cow(&s.6), cow(&s.7)]).collect();
     let times: Vec<Cow<'_, [i64]>> = series.iter().map(|s| cow(&s.2)).collect();
     let views: Vec<Series<'_>> = series
         .iter()
@@ -148,34 +135,16 @@ fn replay<'py>(
     let trades = PyDict::new(py);
     let col_i = |f: &dyn Fn(usize) -> i64| (0..t.len()).map(f).collect::<Vec<i64>>();
     let col_f = |f: &dyn Fn(usize) -> f64| (0..t.len()).map(f).collect::<Vec<f64>>();
-    trades.set_item(
-        "variant",
-        col_i(&|i| t[i].position.variant as i64).into_pyarray(py),
-    )?;
-    trades.set_item(
-        "symbol",
-        col_i(&|i| t[i].position.symbol as i64).into_pyarray(py),
-    )?;
-    trades.set_item(
-        "entry_time",
-        col_i(&|i| t[i].position.entry_time).into_pyarray(py),
-    )?;
+    trades.set_item("variant", col_i(&|i| t[i].position.variant as i64).into_pyarray(py))?;
+    trades.set_item("symbol", col_i(&|i| t[i].position.symbol as i64).into_pyarray(py))?;
+    trades.set_item("entry_time", col_i(&|i| t[i].position.entry_time).into_pyarray(py))?;
     trades.set_item("exit_time", col_i(&|i| t[i].exit_time).into_pyarray(py))?;
-    trades.set_item(
-        "entry_price",
-        col_f(&|i| t[i].position.entry_price).into_pyarray(py),
-    )?;
+    trades.set_item("entry_price", col_f(&|i| t[i].position.entry_price).into_pyarray(py))?;
     trades.set_item("exit_price", col_f(&|i| t[i].exit_price).into_pyarray(py))?;
     trades.set_item("qty", col_f(&|i| t[i].position.qty).into_pyarray(py))?;
     trades.set_item("stake", col_f(&|i| t[i].position.stake).into_pyarray(py))?;
-    trades.set_item(
-        "stop_pct",
-        col_f(&|i| t[i].position.stop_pct).into_pyarray(py),
-    )?;
-    trades.set_item(
-        "atr_at_entry",
-        col_f(&|i| t[i].position.atr_at_entry).into_pyarray(py),
-    )?;
+    trades.set_item("stop_pct", col_f(&|i| t[i].position.stop_pct).into_pyarray(py))?;
+    trades.set_item("atr_at_entry", col_f(&|i| t[i].position.atr_at_entry).into_pyarray(py))?;
     trades.set_item("pnl", col_f(&|i| t[i].pnl).into_pyarray(py))?;
     trades.set_item("fees", col_f(&|i| t[i].fees).into_pyarray(py))?;
     let reasons: Vec<&str> = t.iter().map(|x| x.reason.as_str()).collect();
@@ -197,10 +166,7 @@ fn replay<'py>(
     open.set_item("atr_at_entry", of(&|i| o[i].atr_at_entry).into_pyarray(py))?;
     open.set_item("stop_price", of(&|i| o[i].stop.level().0).into_pyarray(py))?;
     open.set_item("highest", of(&|i| o[i].stop.highest).into_pyarray(py))?;
-    open.set_item(
-        "trail_active",
-        PyList::new(py, o.iter().map(|x| x.stop.trail_active))?,
-    )?;
+    open.set_item("trail_active", PyList::new(py, o.iter().map(|x| x.stop.trail_active))?)?;
     out.set_item("open_positions", open)?;
 
     let counts = PyList::empty(py);
@@ -221,13 +187,7 @@ fn replay<'py>(
     out.set_item("equity", curves)?;
     out.set_item(
         "exit_reasons",
-        [
-            ExitReason::HardStop,
-            ExitReason::AtrTrail,
-            ExitReason::TimeStop,
-        ]
-        .map(|r| r.as_str())
-        .to_vec(),
+        [ExitReason::HardStop, ExitReason::AtrTrail, ExitReason::TimeStop].map(|r| r.as_str()).to_vec(),
     )?;
     Ok(out)
 }
