@@ -2,8 +2,6 @@
 //! volume, inside an ATR band. O(1) amortised per candle: a monotonic deque keeps the rolling
 //! maximum, a running sum keeps the volume mean.
 
-use std::collections::VecDeque;
-
 use crate::error::EngineError;
 
 /// Breakout rule of one variant.
@@ -42,27 +40,50 @@ impl BreakoutParams {
 pub struct Breakout {
     p: BreakoutParams,
     seq: u64,
-    /// (sequence number, high), highs strictly decreasing from front to back.
-    maxq: VecDeque<(u64, f64)>,
-    vols: VecDeque<f64>,
+    /// The monotonic deque of the rolling maximum: (sequence number, high), highs strictly
+    /// decreasing from front to back, in a fixed power-of-two ring (no growth checks on the hot path).
+    maxq: Box<[(u64, f64)]>,
+    mask: usize,
+    head: usize,
+    len: usize,
+    /// The last `lookback` volumes, oldest at `vpos` once full.
+    vols: Box<[f64]>,
+    vpos: usize,
+    vfilled: usize,
     vsum: f64,
 }
 
 impl Breakout {
     /// An empty detector; buffers are sized once here, never again.
     pub fn new(p: BreakoutParams) -> Self {
+        let cap = (p.lookback + 1).next_power_of_two();
         Self {
             p,
             seq: 0,
-            maxq: VecDeque::with_capacity(p.lookback + 1),
-            vols: VecDeque::with_capacity(p.lookback + 1),
+            maxq: vec![(0, 0.0); cap].into_boxed_slice(),
+            mask: cap - 1,
+            head: 0,
+            len: 0,
+            vols: vec![0.0; p.lookback.max(1)].into_boxed_slice(),
+            vpos: 0,
+            vfilled: 0,
             vsum: 0.0,
         }
     }
 
     /// The highest high of the window, if it is full.
     pub fn highest(&self) -> Option<f64> {
-        (self.vols.len() == self.p.lookback).then(|| self.maxq.front().map_or(f64::NAN, |x| x.1))
+        (self.vfilled == self.p.lookback).then(|| self.front().1)
+    }
+
+    #[inline(always)]
+    fn front(&self) -> (u64, f64) {
+        self.maxq[self.head & self.mask]
+    }
+
+    #[inline(always)]
+    fn back(&self) -> (u64, f64) {
+        self.maxq[(self.head + self.len - 1) & self.mask]
     }
 
     /// Judges a closed candle against the previous `lookback` candles, then slides the window.
@@ -70,8 +91,8 @@ impl Breakout {
     #[inline]
     pub fn step(&mut self, high: f64, close: f64, volume: f64, atr: f64) -> bool {
         let l = self.p.lookback;
-        let signal = if self.vols.len() == l && atr.is_finite() {
-            let hh = self.maxq.front().map_or(f64::INFINITY, |x| x.1);
+        let signal = if self.vfilled == l && atr.is_finite() {
+            let hh = self.front().1;
             let atr_pct = atr / close;
             close > hh * (1.0 + self.p.buffer)
                 && volume >= self.p.volume_mult * (self.vsum / l as f64)
@@ -86,21 +107,27 @@ impl Breakout {
 
     #[inline]
     fn push(&mut self, high: f64, volume: f64) {
-        let l = self.p.lookback as u64;
+        let l = self.p.lookback;
         let seq = self.seq;
         self.seq += 1;
-        while self.maxq.back().is_some_and(|&(_, h)| h <= high) {
-            self.maxq.pop_back();
+        while self.len > 0 && self.back().1 <= high {
+            self.len -= 1;
         }
-        self.maxq.push_back((seq, high));
-        while self.maxq.front().is_some_and(|&(s, _)| s + l <= seq) {
-            self.maxq.pop_front();
+        self.maxq[(self.head + self.len) & self.mask] = (seq, high);
+        self.len += 1;
+        if self.front().0 + l as u64 <= seq {
+            self.head = (self.head + 1) & self.mask;
+            self.len -= 1;
         }
-        self.vols.push_back(volume);
+        // Same arithmetic as the spec: add the entering volume, then subtract the one leaving.
         self.vsum += volume;
-        if self.vols.len() > self.p.lookback {
-            let old = self.vols.pop_front().unwrap_or(0.0);
-            self.vsum -= old;
+        if self.vfilled < l {
+            self.vols[self.vfilled] = volume;
+            self.vfilled += 1;
+        } else {
+            self.vsum -= self.vols[self.vpos];
+            self.vols[self.vpos] = volume;
+            self.vpos = if self.vpos + 1 == l { 0 } else { self.vpos + 1 };
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod fills;
 pub mod guard;
+mod hint;
 pub mod replay;
 pub mod stops;
 

@@ -6,6 +6,7 @@
 use crate::candle::Candle;
 use crate::engine::{ClosedTrade, Engine, Intent, Position, SkipReason, VariantParams};
 use crate::error::EngineError;
+use crate::hint::prefetch;
 
 /// One symbol's candles, columns of equal length, `time` = open times in ms, strictly increasing.
 #[derive(Debug, Clone, Copy)]
@@ -73,17 +74,6 @@ impl Series<'_> {
     }
 }
 
-#[inline(always)]
-fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults and `x` is a valid reference anyway.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((x as *const T).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
-}
-
 /// Counts of one variant's run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VariantCounts {
@@ -109,14 +99,18 @@ pub struct ReplayResult {
 
 /// Runs every variant over every series. `progress(done, total)` is called every `progress_every`
 /// candles (and at the end).
+///
+/// Variants share nothing but the candles (each has its own balance, guard and positions), so they
+/// run in parallel, one group per core; the trades are then put back in the order a single engine
+/// would have produced them: (exit time, symbol, variant).
 pub fn replay(
     params: Vec<VariantParams>,
     series: &[Series<'_>],
     progress_every: u64,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReplayResult, EngineError> {
-    let mut engine = Engine::new(params)?;
-    let nv = engine.params().len();
+    // Validates every variant, and the names as a set, before any work.
+    Engine::new(params.clone())?;
     // Ids in name order, so the merge's tie-break (close time, symbol id) is by name.
     let mut order: Vec<usize> = (0..series.len()).collect();
     order.sort_by(|&a, &b| series[a].symbol.cmp(series[b].symbol));
@@ -135,8 +129,79 @@ pub fn replay(
             name: "series",
             reason: format!("{}: {e}", s.symbol),
         })?;
-        engine.add_symbol(s.symbol, s.tf_ms)?;
         by_id.push(s);
+    }
+
+    let nv = params.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, nv.max(1));
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); threads];
+    for v in 0..nv {
+        groups[v % threads].push(v);
+    }
+    let group_params = |g: &[usize]| -> Vec<VariantParams> { g.iter().map(|&v| params[v].clone()).collect() };
+    let parts: Vec<Result<ReplayResult, EngineError>> = std::thread::scope(|scope| {
+        let by_id = &by_id;
+        let handles: Vec<_> = groups[1..]
+            .iter()
+            .map(|g| {
+                let p = group_params(g);
+                scope.spawn(move || run_group(p, by_id, 0, |_, _| {}))
+            })
+            .collect();
+        let mut parts = vec![run_group(group_params(&groups[0]), by_id, progress_every, &mut progress)];
+        parts.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
+        parts
+    });
+
+    let mut result = ReplayResult {
+        symbols: by_id.iter().map(|s| s.symbol.to_owned()).collect(),
+        trades: Vec::new(),
+        open_positions: Vec::new(),
+        counts: vec![VariantCounts::default(); nv],
+        balances: vec![0.0; nv],
+        equity_time: Vec::new(),
+        equity: vec![Vec::new(); nv],
+        candles: 0,
+    };
+    for (g, part) in groups.iter().zip(parts) {
+        let part = part?;
+        let global = |local: u32| g[local as usize] as u32;
+        result.candles = part.candles;
+        result.equity_time = part.equity_time;
+        for mut t in part.trades {
+            t.position.variant = global(t.position.variant);
+            result.trades.push(t);
+        }
+        for mut p in part.open_positions {
+            p.variant = global(p.variant);
+            result.open_positions.push(p);
+        }
+        for (local, &v) in g.iter().enumerate() {
+            result.counts[v] = part.counts[local].clone();
+            result.balances[v] = part.balances[local];
+        }
+        for (local, curve) in part.equity.into_iter().enumerate() {
+            result.equity[g[local]] = curve;
+        }
+    }
+    // A single engine closes in (exit time, symbol, variant) order; a stable sort restores it.
+    result.trades.sort_by_key(|t| (t.exit_time, t.position.symbol, t.position.variant));
+    result.open_positions.sort_by_key(|p| p.variant);
+    progress(result.candles, by_id.iter().map(|s| s.len() as u64).sum());
+    Ok(result)
+}
+
+/// One engine (a group of variants) over the validated series, in id order.
+fn run_group(
+    params: Vec<VariantParams>,
+    by_id: &[&Series<'_>],
+    progress_every: u64,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ReplayResult, EngineError> {
+    let mut engine = Engine::new(params)?;
+    let nv = engine.params().len();
+    for s in by_id {
+        engine.add_symbol(s.symbol, s.tf_ms)?;
     }
     let total: u64 = by_id.iter().map(|s| s.len() as u64).sum();
     // Merge by (close time, symbol id): at each distinct close time, one scan over the symbols in
@@ -176,7 +241,6 @@ pub fn replay(
         sample_equity(&engine, &mut result, now);
         now = upcoming;
     }
-    progress(result.candles, total);
     for v in 0..nv as u32 {
         for &s in engine.open_symbols(v) {
             if let Some(p) = engine.position(v, s) {
