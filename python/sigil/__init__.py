@@ -10,9 +10,23 @@ The numeric core lives in :mod:`sigil._core` (Rust); this package re-exports its
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from sigil._core import Atr, GuardTable, atr, atr_many, hard_stop_pct
 from sigil.errors import ConfigError, DataError, SigilError
-from sigil.report.replay import ReplayResult, replay
+
+if TYPE_CHECKING:
+    from sigil.report.replay import ReplayResult, replay
+
+
+def __getattr__(name: str) -> Any:
+    # Replay pulls in numpy and pyarrow; commands that do not replay (probe, status) start faster
+    # without them.
+    if name in ("replay", "ReplayResult"):
+        from sigil.report import replay as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'sigil' has no attribute {name!r}")
 
 __all__ = [
     "Atr",
