@@ -75,7 +75,3 @@ class OrderRefused(SigilError):
 
 class DaemonNotRunning(SigilError):
     """A scheduled job fired in a process where no daemon is installed (or a second one was started)."""
-
-
-class SchedulerStalled(SigilError):
-    """No pass completed for two intervals and re-arming the scheduler did not help; a supervisor restarts."""

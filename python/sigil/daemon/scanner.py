@@ -161,9 +161,7 @@ class Scanner:
         self._resume_ms: int | None = None
         #: Market time up to which candles have been decided (the last completed pass's C).
         self.cutoff_ms: int | None = None
-        self._started_at: datetime | None = None
         self._exchange_errors_seen: dict[str, int] = {}
-        self._last_prices: dict[str, float] = {}
         self.passes = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -280,15 +278,15 @@ class Scanner:
         counts = _Counts()
         report = PassReport(BREAKOUT)
         now = await self.client.server_time()
-        if self._started_at is None:
-            self._started_at = datetime.now(UTC)
         before = set(self.universe.symbols)
         try:
             await self.universe.refresh_if_due(now)
         except (ExchangeUnavailable, ExchangeRejected) as e:
+            await self._record_error(f"universe refresh: {e}", now)
+            if self.universe.selection is None:
+                raise  # no universe yet: a pass over nothing must not pass for progress
             # The last good universe stays; the pass goes on with it.
             counts.error(_kind(e))
-            await self._record_error(f"universe refresh: {e}", now)
         after = set(self.universe.symbols)
         # Symbols that just left are fetched once more so their last candles are decided in order.
         self._draining = (self._draining | (before - after)) - after
@@ -303,7 +301,7 @@ class Scanner:
         self._sync_exchange_errors()
         try:
             if self._dirty:
-                await self._rebuild(now)
+                await self._rebuild(now, counts)
             else:
                 await self._feed(now, counts)
             await self._persist_pass_end(now)
@@ -387,7 +385,6 @@ class Scanner:
         sid = self._sid(sym)
         self._restore_due(sym, sid, close)
         self._cursor[sym] = c.time
-        self._last_prices[sym] = c.close
         closes = self.engine.exits(sid, c.time, c.open, c.high, c.low, c.close, c.volume)
         for key, p in self._pending.items():
             if key[1] == sym and close > to_ms(p.position.opened_at):
@@ -542,8 +539,12 @@ class Scanner:
                 price, ts = tk.get("last"), tk.get("timestamp")
                 if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
                     continue
-                if not isinstance(ts, int) or (self.cutoff_ms is not None and ts < self.cutoff_ms):
+                if not isinstance(ts, int) or self.cutoff_ms is None or ts < self.cutoff_ms:
                     continue  # a ticker older than the candles already decided says nothing new
+                if ts - ts % self.tf_ms > self.cutoff_ms:
+                    # A candle has closed since the last breakout pass: deciding on this price now would
+                    # act ahead of that candle. The breakout pass decides it first.
+                    continue
                 sid = held[sym]
                 try:
                     for _, v, _, t, p, reason in self.engine.on_price(sid, ts, float(price)):
@@ -591,7 +592,7 @@ class Scanner:
 
     # -- rebuilding from the database -----------------------------------------------------------------
 
-    async def _rebuild(self, cutoff: int) -> None:
+    async def _rebuild(self, cutoff: int, counts: _Counts) -> None:
         """A fresh engine from the candle history and the database (start-up, or after a failed pass)."""
         resume = self._resume_ms if self.cutoff_ms is None else await self._resume_point()
         if resume is None:
@@ -613,12 +614,14 @@ class Scanner:
             self._sid(p.symbol)
             self._pending[(v, p.symbol)] = _Pending(p, v, max(to_ms(p.opened_at), resume))
         await self._resync()
-        counts = _Counts()
         for close, sym, c in self._due(cutoff):
             self._trade_after.setdefault(sym, resume)
             await self._candle(sym, close, c, counts, trade=close > self._trade_after[sym])
         for key in list(self._pending):
-            self._restore(key)
+            # Still pending: the candles did not reach it. Restore now unless the symbol has no candles
+            # yet (a failed fetch): then its first candles restore it, in order.
+            if key[1] in self._history:
+                self._restore(key)
         self._dirty = False
         log.info(
             "engine rebuilt: %d open position(s) restored, resuming after %s",

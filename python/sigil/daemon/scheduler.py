@@ -37,6 +37,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import text
 
 from sigil.daemon import handle
 from sigil.daemon.metrics import DaemonMetrics
@@ -51,6 +52,8 @@ JOB_FUNC = "sigil.daemon.scheduler:run_pass"
 JOBSTORE_STATEMENT_TIMEOUT_MS = 5000
 #: ... and a connection attempt at most this long.
 JOBSTORE_CONNECT_TIMEOUT_S = 5
+#: Advisory lock serialising the creation of the job table ("sigil-jobs" in ASCII, truncated).
+JOBSTORE_DDL_LOCK_KEY = 0x5369_6769_6C4A_6F62
 
 _STATES = {STATE_RUNNING: "running", STATE_PAUSED: "paused", STATE_STOPPED: "stopped"}
 
@@ -152,11 +155,26 @@ class DaemonScheduler:
     def start(self) -> None:
         """Starts on the running loop and (re)writes every job. Raises if the job store is unreachable."""
         asyncio.get_running_loop()  # RuntimeError outside a running loop, by design
+        self._ensure_table()
         # Paused until the jobs are written, so a stale row from the last run cannot fire first.
         self.scheduler.start(paused=True)
         self.add_jobs()
         self.scheduler.resume()
         log.info("scheduler started: %s", ", ".join(f"{j.name} every {j.interval_s:g}s" for j in self.jobs))
+
+    def _ensure_table(self) -> None:
+        """Creates the job table under a transaction-scoped advisory lock.
+
+        APScheduler creates it on start with a check-then-create that is not atomic: two daemons
+        starting together on one database would both try, and one would fail.
+        """
+        table = getattr(self.jobstore, "jobs_t", None)
+        engine = getattr(self.jobstore, "engine", None)
+        if table is None or engine is None:
+            return
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": JOBSTORE_DDL_LOCK_KEY})
+            table.create(conn, checkfirst=True)
 
     def add_jobs(self, run_now: Sequence[str] = ()) -> None:
         """Writes every job with its fixed id (replacing what is stored).

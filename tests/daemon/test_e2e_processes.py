@@ -1,0 +1,202 @@
+"""The daemon as a real process against a real database and the simulator: kill -9 at random
+moments, two daemons on one database, and SIGTERM during a pass."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import shutil
+import socket
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sigil.daemon.scheduler import job_id
+from sigil.exchange.sim import Faults, SimExchange
+
+from .conftest import wait_until
+from .stack import DaemonProcess, book_problems, config, cut, heartbeats, rows, span
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
+
+SPEC = {"DOGE": (0, 4000), "PEPE": (0, 4000), "SUI": (0, 4000)}
+#: Simulated ms per real ms: 25 candles a second, so a restart has a backlog to catch up on.
+SPEED = 90_000.0
+SCAN_INTERVAL_S = 0.2
+KILLS = 10
+EXIT_REASONS = {"hard_stop", "atr_trail", "time_stop"}
+
+
+def _log_time(line: str) -> float | None:
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", line)
+    if m is None:
+        return None
+    return time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) + int(m[2]) / 1000
+
+
+def scheduler_started_at(text: str) -> float | None:
+    """Wall time of the daemon's "scheduler started" log line."""
+    for line in text.splitlines():
+        if "scheduler started" in line:
+            return _log_time(line)
+    return None
+
+
+def health_port(text: str) -> int | None:
+    m = re.search(r"health on http://127\.0\.0\.1:(\d+)/health", text)
+    return int(m[1]) if m else None
+
+
+async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, pg: Any) -> None:
+    series = cut(tmp_path / "data", SPEC)
+    first, _ = span(series)
+    cfg = config()
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    sim = SimExchange(series, speed=SPEED, start_ms=first)
+    await sim.start(0)
+    rng = random.Random(20240501)
+    seen_ids: set[int] = set()
+    open_before: dict[int, dict[str, Any]] = {}
+    restart_delays: list[float] = []
+    try:
+        for i in range(KILLS):
+            log = tmp_path / f"daemon-{i}.log"
+            before = len(heartbeats(url))
+            d = DaemonProcess.spawn(log, url, str(sim.url))
+            # Seeded random moments: some during start-up, most in the middle of passes.
+            await asyncio.sleep(rng.uniform(1.5, 6.0))
+            d.kill9()
+            problems = book_problems(url, cfg)
+            assert problems == [], f"after kill {i}: {problems}"
+            positions = {r["id"]: r for r in rows(url, "SELECT * FROM micro_positions")}
+            assert seen_ids <= positions.keys(), "a position row disappeared"
+            for pid in open_before:
+                now = positions[pid]
+                assert now["status"] == "open" or now["exit_reason"] in EXIT_REASONS, f"#{pid} lost: {now}"
+            seen_ids = set(positions)
+            open_before = {pid: p for pid, p in positions.items() if p["status"] == "open"}
+            text = d.text()
+            started = scheduler_started_at(text)
+            fresh = heartbeats(url)[before:]
+            if started is not None and fresh:
+                restart_delays.append(fresh[0]["started_at"].timestamp() - started)
+        jobs = [r["id"] for r in rows(url, "SELECT id FROM apscheduler_jobs ORDER BY id")]
+        assert jobs == [job_id("main", "breakout")], "fixed job ids: restarts never pile up copies"
+        assert len(restart_delays) >= KILLS // 2, "most restarts should have got as far as a pass"
+        assert max(restart_delays) <= SCAN_INTERVAL_S, f"scheduler back within one interval: {restart_delays}"
+        assert len(seen_ids) > 20, "the runs should have traded"
+
+        # One last restart, left running: every open position is back in the engine.
+        d = DaemonProcess.spawn(tmp_path / "daemon-final.log", url, str(sim.url))
+        await wait_until(lambda: len(heartbeats(url)) > 0 and health_port(d.text()) is not None, timeout=30)
+        sim.clock.set_speed(0)
+        n = len(heartbeats(url))
+        await wait_until(lambda: len(heartbeats(url)) >= n + 2, timeout=30)
+        port = health_port(d.text())
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as r:
+            doc = await r.json()
+        db_open: dict[str, int] = {}
+        for p in rows(url, "SELECT variant_id FROM micro_positions WHERE status = 'open'"):
+            db_open[p["variant_id"]] = db_open.get(p["variant_id"], 0) + 1
+        assert {k: v for k, v in doc["open_positions"].items() if v} == db_open
+        d.terminate()
+        assert await d.wait(30) == 0
+        assert book_problems(url, cfg) == []
+    finally:
+        await sim.stop()
+        await asyncio.to_thread(pg.drop_database, url)
+
+
+async def test_two_daemons_on_one_database_never_double_open(tmp_path: Path, pg: Any) -> None:
+    series = cut(tmp_path / "data", SPEC)
+    first, _ = span(series)
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    sim = SimExchange(series, speed=SPEED, start_ms=first)
+    await sim.start(0)
+    try:
+        a = DaemonProcess.spawn(tmp_path / "a.log", url, str(sim.url), "--set", "daemon.instance=a")
+        b = DaemonProcess.spawn(tmp_path / "b.log", url, str(sim.url), "--set", "daemon.instance=b")
+        await asyncio.sleep(12)
+        for d in (a, b):
+            d.terminate()
+        assert await a.wait(30) == 0, a.text()[-2000:]
+        assert await b.wait(30) == 0, b.text()[-2000:]
+        assert book_problems(url, config()) == []
+        n = rows(url, "SELECT count(*) AS n FROM micro_positions")[0]["n"]
+        assert n > 20
+        pids = {h["pid"] for h in heartbeats(url)}
+        assert len(pids) == 2, "both daemons completed passes"
+        refused = rows(
+            url, "SELECT count(*) AS n FROM events WHERE kind = 'skip' AND detail->>'refused_by' = 'database'"
+        )
+        assert refused[0]["n"] > 0, (
+            "the two daemons raced for the same opens and the database refused the second"
+        )
+        jobs = [r["id"] for r in rows(url, "SELECT id FROM apscheduler_jobs ORDER BY id")]
+        assert jobs == [job_id("a", "breakout"), job_id("b", "breakout")]
+    finally:
+        await sim.stop()
+        await asyncio.to_thread(pg.drop_database, url)
+
+
+@pytest.mark.parametrize("stop_timeout", [5.0, 0.05], ids=["pass-finishes", "pass-cancelled"])
+async def test_sigterm_during_a_pass_exits_0_with_nothing_half_written(
+    tmp_path: Path, pg: Any, stop_timeout: float
+) -> None:
+    series = cut(tmp_path / "data", SPEC)
+    first, _ = span(series)
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    # Latency on every call makes a pass last a while, so a signal lands inside one.
+    sim = SimExchange(series, speed=SPEED / 3, start_ms=first, faults=Faults(latency_ms=120.0))
+    await sim.start(0)
+    # systemd's side of sd_notify: a datagram socket named by NOTIFY_SOCKET.
+    # (not under tmp_path: a unix socket path must stay under 108 bytes)
+    notify_dir = Path(tempfile.mkdtemp(prefix="sigil-notify-"))
+    notify_path = str(notify_dir / "s")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.setblocking(False)
+    try:
+        d = DaemonProcess.spawn(
+            tmp_path / "d.log",
+            url,
+            str(sim.url),
+            "--set",
+            f"daemon.stop_timeout_s={stop_timeout}",
+            env={"NOTIFY_SOCKET": notify_path},
+        )
+        await wait_until(lambda: len(heartbeats(url)) >= 3, timeout=40)
+        calls = sim.stats.requests["time"]
+        await wait_until(lambda: sim.stats.requests["time"] > calls, timeout=10)  # a pass has just begun
+        t0 = time.monotonic()
+        d.terminate()
+        code = await d.wait(30)
+        elapsed = time.monotonic() - t0
+        text = d.text()
+        assert code == 0, text[-2000:]
+        assert "waiting up to" in text, "the signal should have arrived during a pass"
+        assert elapsed < stop_timeout + 5.0
+        if stop_timeout < 1:
+            assert "cancelling the pass in flight" in text
+        assert book_problems(url, config()) == []
+        last = heartbeats(url)[-1]["finished_at"]
+        assert last <= datetime.now(last.tzinfo)
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.append(notify.recv(4096).decode())
+        assert messages[0].startswith("READY=1"), messages[:3]
+        assert sum(m.startswith("WATCHDOG=1") for m in messages) >= 3
+        assert messages[-1] == "STOPPING=1"
+    finally:
+        notify.close()
+        shutil.rmtree(notify_dir, ignore_errors=True)
+        await sim.stop()
+        await asyncio.to_thread(pg.drop_database, url)
