@@ -28,6 +28,7 @@ def __getattr__(name: str) -> Any:
         return getattr(module, name)
     raise AttributeError(f"module 'sigil' has no attribute {name!r}")
 
+
 __all__ = [
     "Atr",
     "ConfigError",
