@@ -1,4 +1,5 @@
-# Sigil: `make run` (the demo) and `make test` (everything a reviewer runs) set up what they need.
+# Sigil: `make run` (the daemon demo, offline) and `make test` (everything a reviewer runs) set up
+# what they need: a venv with the Python packages, the extension, an embedded PostgreSQL.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.deps-stamp
 DATA ?= data
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test bench lint fmt build-dev wheel clean rust-test py-test stubtest
+.PHONY: run replay test bench lint fmt build-dev wheel clean rust-test py-test stubtest
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +23,28 @@ $(STAMP): pyproject.toml
 build-dev: $(STAMP)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/maturin develop --release -q
 
-## The demo: replay the bundled real candles through the four variants.
+## The demo: the daemon stack offline on embedded defaults. A throw-away embedded PostgreSQL and its
+## migrations; `sigil exchange-sim` serving the bundled real candles DEMO_SPEED times faster than real
+## time, its clock starting 8 real seconds before the first candle (time for the daemon to start, so
+## every candle is traded); `sigil daemon` paper-trading the four variants with a live progress line
+## until the data ends; then `sigil report` (the same table as `sigil replay --data data`).
+DEMO_SPEED ?= 500000
+SIM_PORT ?= 8900
 run: build-dev
+	@set -euo pipefail; \
+	export SIGIL_HOME="$$(mktemp -d)"; sim=""; \
+	trap '[ -n "$$sim" ] && kill $$sim 2>/dev/null; wait 2>/dev/null; rm -rf "$$SIGIL_HOME"' EXIT; \
+	read -r start end < <($(BIN)/python -c "from sigil.data import load_universe; \
+	  s = load_universe(['$(DATA)']); lead = int(8 * 1000 * $(DEMO_SPEED)); \
+	  print(min(int(x.time[0]) for x in s) - lead, max(int(x.time[-1]) + x.timeframe_ms for x in s))"); \
+	$(BIN)/sigil migrate; \
+	$(BIN)/sigil exchange-sim --data $(DATA) --port $(SIM_PORT) --speed $(DEMO_SPEED) --start $$start & sim=$$!; \
+	$(BIN)/sigil daemon --exchange-url http://127.0.0.1:$(SIM_PORT) --until $$end --health-port 0 --quiet --progress \
+	  --set daemon.scan_interval_s=0.5 --set daemon.exit_pass=false --set exchange.rate_limit_ms=1; \
+	$(BIN)/sigil report
+
+## The replay alone: the bundled real candles through the four variants, in a second.
+replay: build-dev
 	$(BIN)/sigil replay --data $(DATA)
 
 lint: $(STAMP)

@@ -132,6 +132,9 @@ class DaemonConfig(_Strict):
     stop_timeout_s: float = Field(10.0, gt=0)
     #: An event loop that does not turn for this long (a blocking call) ends the process (exit 3).
     loop_stall_s: float = Field(300.0, gt=0)
+    #: A symbol whose candles fail to arrive holds the pass's decisions back (so they stay in replay's
+    #: order) for at most this many passes in a row; then the pass goes on without it.
+    hold_back_passes: int = Field(3, ge=0)
 
 
 class SigilConfig(_Strict):

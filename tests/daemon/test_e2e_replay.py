@@ -237,3 +237,37 @@ async def test_daemon_trades_exactly_as_replay(tmp_path: Path, pg: Any) -> None:
     assert book_problems(url2, config()) == []
     pg.drop_database(url)
     pg.drop_database(url2)
+
+
+async def test_failed_and_malformed_fetches_do_not_change_the_decisions(tmp_path: Path, pg: Any) -> None:
+    """Klines that fail (5xx, no retries) or stop at a malformed candle hold the pass back: the late
+    candles are still decided in replay's order, so the trades stay exactly replay's."""
+    from sigil.exchange.sim import Faults
+
+    series = cut(tmp_path / "data", SPEC)
+    first, end = span(series)
+    cfg = config("exchange.retries=0", "daemon.hold_back_passes=1000")
+    want = replay_series(series, cfg)
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    faults = Faults(seed=11, rate_5xx=0.3, rate_malformed=0.3, endpoints=frozenset({"klines"}))
+    sim = SimExchange(series, speed=0, start_ms=first, faults=faults)
+    await sim.start(0)
+    try:
+        await run_daemon(sim, url, cfg, end)
+    finally:
+        await sim.stop()
+    injected = sim.stats.faults
+    assert sum(v for k, v in injected.items() if k.startswith("http_5")) > 3
+    assert sum(v for k, v in injected.items() if k.startswith("malformed")) > 3
+    assert sum(r["errors"] for r in rows(url, "SELECT errors FROM scanner_heartbeats")) > 3
+    got = trades(url)
+    expected = sorted(
+        (
+            (t.variant, t.symbol, t.entry_time, t.exit_time, t.entry_price, t.exit_price, t.stop_pct,
+             t.atr_at_entry, t.exit_reason, t.pnl, t.fees)
+            for t in want.trades
+        ),
+        key=lambda x: (x[3], x[0], x[1]),
+    )  # fmt: skip
+    assert got == expected
+    assert book_problems(url, cfg) == []

@@ -14,20 +14,32 @@ from collections.abc import Sequence
 
 from sigil.errors import SigilError
 
-#: Command modules under ``sigil.cli``, in help order. Each has ``add_parser(subparsers)``.
-COMMANDS = ("replay", "migrate", "status", "exchange_sim", "daemon", "probe", "report")
+#: Commands in help order: name → (module under ``sigil.cli`` with ``add_parser(subparsers)``, one-line help).
+#: Only the module of the command being run is imported, so ``sigil probe`` does not load ccxt or numpy.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "replay": ("replay", "replay candle files through the variants"),
+    "migrate": ("migrate", "create or update the database schema (idempotent)"),
+    "status": ("status", "open positions, cooldowns, balances and the last heartbeat"),
+    "exchange-sim": ("exchange_sim", "serve candle files as a Binance-compatible exchange on 127.0.0.1"),
+    "daemon": ("daemon", "paper-trade the variants on a persistent schedule (SIGTERM: clean stop)"),
+    "probe": ("probe", "exit 0 when the scanner heartbeat is fresh, 1 when stale, 2 when it cannot tell"),
+    "report": ("report", "the variant table (and equity curves) of what the daemon traded"),
+}
 
 EXIT_BAD_INPUT = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every command registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser. ``command`` gets its full parser (every command when None), the rest a stub."""
     parser = argparse.ArgumentParser(
         prog="sigil", description="Sigil: breakout-scanning paper-trading daemon."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"sigil.cli.{name}").add_parser(sub)
+    for name, (module, help_line) in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(f"sigil.cli.{module}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
@@ -36,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Sigil does no BLAS work; OpenBLAS's idle threads spin after every numpy call and take a core
     # from the engine on small machines. Set before numpy is first imported by a command.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else "").parse_args(words)
     try:
         code = args.run(args)
     except (SigilError, ValueError, OSError) as e:

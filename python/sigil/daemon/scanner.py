@@ -157,6 +157,10 @@ class Scanner:
         #: Pairs whose own open or close is being committed (their mirror change is applied by us).
         self._busy: set[tuple[str, str]] = set()
         self._draining: set[str] = set()
+        #: Consecutive passes in which a symbol's fetch failed or stopped short.
+        self._fail_streak: dict[str, int] = {}
+        #: Symbols whose fetch stopped at a malformed candle this pass (the rest comes next pass).
+        self._behind: set[str] = set()
         self._dirty = True
         self._resume_ms: int | None = None
         #: Market time up to which candles have been decided (the last completed pass's C).
@@ -296,6 +300,7 @@ class Scanner:
             counts.error(kind)
             await self._record_error(f"fetch_ohlcv {sym}: {kind}", now, symbol=sym)
         self._draining -= {s for s in self._draining if s not in failed}
+        now = self._decide_to(now, symbols, failed)
         self.metrics.candles.inc(by=fetched)
         self.metrics.symbols.set(len(self.universe.symbols))
         self._sync_exchange_errors()
@@ -322,17 +327,40 @@ class Scanner:
             self.on_pass(self, report)
         return report
 
+    def _decide_to(self, now: int, symbols: list[str], failed: dict[str, str]) -> int:
+        """The market time this pass decides up to: ``now``, or earlier while a symbol's fetch fails or
+        stops short (for up to ``daemon.hold_back_passes`` passes), so candles are still decided in
+        (close time, symbol) order when its late candles arrive."""
+        lagging = set(failed) | self._behind
+        for sym in symbols:
+            self._fail_streak[sym] = self._fail_streak.get(sym, 0) + 1 if sym in lagging else 0
+        bound = now
+        for sym in lagging:
+            # Its late candles would otherwise be decided after later candles of other symbols (not
+            # replay's order); past the limit the pass goes on without it: one dead symbol cannot stop
+            # trading.
+            if self._fail_streak.get(sym, 0) > self.settings.hold_back_passes:
+                continue
+            hist = self._history.get(sym)
+            last = hist[-1].time + self.tf_ms if hist else self.cutoff_ms
+            if last is not None:
+                bound = min(bound, last)
+        # Never behind what is already decided.
+        return bound if self.cutoff_ms is None else max(bound, self.cutoff_ms)
+
     async def _fetch(self, symbols: list[str], cutoff: int) -> tuple[int, dict[str, str]]:
         """New candles of ``symbols`` into the history; a symbol cut at the request limit is fetched
         again until it reaches ``cutoff``. Returns (candles fetched, failures by symbol)."""
         total = 0
         failed: dict[str, str] = {}
+        self._behind = set()
         todo = symbols
         for _ in range(MAX_CATCHUP_ROUNDS):
             if not todo:
                 break
             result = await self.client.fetch_new_candles(todo)
             failed.update(result.failed)
+            self._behind.update(result.behind)
             again = []
             for sym, rows in result.candles.items():
                 total += len(rows)

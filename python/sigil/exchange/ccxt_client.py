@@ -119,6 +119,8 @@ class PassResult:
     up_to_date: tuple[str, ...]
     #: HTTP requests this pass sent (retries included).
     requests: int
+    #: Symbols whose candles stopped at a malformed one: the rest wait for the next pass.
+    behind: tuple[str, ...] = ()
 
     @property
     def new_candles(self) -> int:
@@ -555,8 +557,11 @@ class ExchangeClient:
         failed: dict[str, str] = {}
         up_to_date: list[str] = []
 
+        behind: list[str] = []
+
         async def one(symbol: str, since: int, limit: int) -> None:
             got: list[Candle] = []
+            cut_short = False
             async with self._sem:
                 # A response that stopped at a malformed candle is asked for again once, at once:
                 # a transient glitch then costs one request, not one pass of delay.
@@ -573,9 +578,12 @@ class ExchangeClient:
                     more, stopped = self._accept(symbol, rows if isinstance(rows, list) else [], now)
                     got.extend(more)
                     plan = self._plan(symbol, now) if stopped else None
+                    cut_short = plan is not None
                     if plan is None:
                         break
                     since, limit = plan
+            if cut_short and symbol not in failed:
+                behind.append(symbol)
             if got or symbol not in failed:
                 candles[symbol] = got
 
@@ -594,6 +602,7 @@ class ExchangeClient:
             failed=failed,
             up_to_date=tuple(up_to_date),
             requests=self.stats.requests - before,
+            behind=tuple(behind),
         )
 
     def health(self) -> dict[str, Any]:
