@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pg import PgServer
 
 # ---------------------------------------------------------------------------------------------------
 # Candle data paths (replay, oracle and benchmark tests)
@@ -29,3 +32,19 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "universe-1h").is_dir():
         pytest.skip(f"{SHARED_DATA} is not on this machine")
     return SHARED_DATA
+
+
+# ---------------------------------------------------------------------------------------------------
+# PostgreSQL (store, daemon and benchmark tests)
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One server for the whole session: embedded (fsync off), or ``SIGIL_TEST_DATABASE_URL``.
+    Every test makes its own database on it."""
+    server = PgServer.start()
+    try:
+        yield server
+    finally:
+        server.close()

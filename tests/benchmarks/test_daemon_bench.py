@@ -68,15 +68,6 @@ Capsys = pytest.CaptureFixture[str]
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    server = PgServer.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="module")
 def simulator() -> Iterator[str]:
     """``sigil exchange-sim`` with 50 ms latency on a frozen clock; its URL."""
     args = ["--data", str(DATA), "--port", "0", "--speed", "0", "--start", str(START)]

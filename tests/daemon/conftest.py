@@ -24,16 +24,6 @@ sys.path.insert(0, str(REPO / "tests"))
 from pg import PgServer  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgServer]:
-    """The test server: embedded (fsync off), or ``SIGIL_TEST_DATABASE_URL``."""
-    server = PgServer.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture
 def database_url(pg: PgServer) -> Iterator[str]:
     """A fresh, empty database for one test (the scheduler creates its own table); dropped afterwards."""

@@ -17,16 +17,6 @@ from pg import PgServer
 from sigil.store import Database
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgServer]:
-    """The test server (embedded, or ``SIGIL_TEST_DATABASE_URL``)."""
-    server = PgServer.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture
 def db_url(pg: PgServer) -> Iterator[str]:
     """A fresh database with the current schema and the shipped variants' accounts (1,000 USDT each)."""

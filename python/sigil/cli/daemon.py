@@ -13,12 +13,12 @@ import asyncio
 import logging
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import yaml
 from pydantic import ValidationError
 
+from sigil.cli.args import port, positive_int, seconds, time_ms
 from sigil.config import Config, SigilConfig, load_config
 from sigil.daemon.app import RunLimits, serve
 from sigil.daemon.passes import PassReport
@@ -29,43 +29,6 @@ from sigil.errors import ConfigError, DatabaseUnavailable, ExchangeUnavailable
 EXIT_UNAVAILABLE = 1
 #: Without a terminal, the progress line is printed at most this often (seconds).
 PROGRESS_EVERY_S = 5.0
-
-
-def _time_ms(raw: str) -> int:
-    """ISO 8601 (UTC unless it says otherwise) or epoch milliseconds."""
-    if raw.isdigit():
-        return int(raw)
-    try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a time: {raw!r} (e.g. 2025-06-19 or 2025-06-19T00:00:00Z)"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
-def _positive_int(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {raw!r}")
-    return int(raw)
-
-
-def _seconds(raw: str) -> float:
-    try:
-        v = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {raw}")
-    return v
-
-
-def _port(raw: str) -> int:
-    if not raw.isdigit() or int(raw) > 65535:
-        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {raw!r}")
-    return int(raw)
 
 
 def add_parser(sub: Any) -> None:
@@ -92,7 +55,7 @@ def add_parser(sub: Any) -> None:
         "the config, else the real exchange)",
     )
     p.add_argument(
-        "--health-port", type=_port, metavar="N", help="port of /health and /metrics (0 = any free)"
+        "--health-port", type=port, metavar="N", help="port of /health and /metrics (0 = any free)"
     )
     p.add_argument(
         "--set",
@@ -105,13 +68,13 @@ def add_parser(sub: Any) -> None:
     lim = p.add_argument_group("run limits (a bounded run stops cleanly, exit 0)")
     lim.add_argument(
         "--until",
-        type=_time_ms,
+        type=time_ms,
         metavar="TIME",
         help="stop once every candle up to this MARKET time is decided",
     )
-    lim.add_argument("--max-passes", type=_positive_int, metavar="N", help="stop after N breakout passes")
+    lim.add_argument("--max-passes", type=positive_int, metavar="N", help="stop after N breakout passes")
     lim.add_argument(
-        "--duration", type=_seconds, metavar="SECONDS", help="stop after this much wall-clock time"
+        "--duration", type=seconds, metavar="SECONDS", help="stop after this much wall-clock time"
     )
     out = p.add_argument_group("output")
     out.add_argument(

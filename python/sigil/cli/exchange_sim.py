@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from sigil.cli.args import port, time_ms
 from sigil.data.candles import load_universe
 
 #: The port the daemon's docs and demo use.
@@ -38,27 +39,6 @@ def _non_negative(raw: str) -> float:
     if not 0.0 <= v < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {raw}")
     return v
-
-
-def _port(raw: str) -> int:
-    if not raw.isdigit() or int(raw) > 65535:
-        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {raw!r}")
-    return int(raw)
-
-
-def _time_ms(raw: str) -> int:
-    """An ISO 8601 date/time (UTC unless it says otherwise) or epoch ms."""
-    if raw.isdigit():
-        return int(raw)
-    try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a time: {raw!r} (e.g. 2024-03-01 or 2024-03-01T12:00:00Z)"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
 
 
 def _balance(raw: str) -> tuple[str, float]:
@@ -91,13 +71,13 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="candle files or folders")
     p.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
+        "--port", type=port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
     )
     p.add_argument(
         "--speed", type=_non_negative, default=1.0, help="simulated time per real time (0 = frozen)"
     )
     p.add_argument(
-        "--start", type=_time_ms, metavar="TIME", help="simulated start (default: the first candle)"
+        "--start", type=time_ms, metavar="TIME", help="simulated start (default: the first candle)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every fault draw (default 0)")
     f = p.add_argument_group("faults (rates are probabilities per request)")

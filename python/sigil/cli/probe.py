@@ -10,18 +10,9 @@ import argparse
 import asyncio
 from typing import Any
 
+from sigil.cli.args import seconds
 from sigil.config import load_config
 from sigil.daemon.heartbeat import PROBE_UNKNOWN, probe
-
-
-def _seconds(raw: str) -> float:
-    try:
-        v = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {raw}")
-    return v
 
 
 def add_parser(sub: Any) -> None:
@@ -40,7 +31,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--max-age",
-        type=_seconds,
+        type=seconds,
         metavar="SECONDS",
         help="stale when the last completed pass is older (default: daemon.heartbeat_max_age_s)",
     )
