@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +25,7 @@ from sigil.exchange.sim import SimExchange
 from sigil.report.replay import replay_series
 
 from .conftest import wait_until
-from .stack import book_problems, config, cut, ms, rows, span
+from .stack import book_problems, config, cut, ms, rows, sigil_env, span
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -190,6 +193,42 @@ async def test_daemon_trades_exactly_as_replay(tmp_path: Path, pg: Any) -> None:
     balances = {r["variant_id"]: r["balance"] for r in rows(url, "SELECT * FROM variant_accounts")}
     assert balances == {n: m.balance for n, m in want.metrics.items()}
     assert book_problems(url, cfg) == []
+
+    # `sigil report` reads the same book back: the table, the JSON and the plot.
+    out, png = tmp_path / "report.json", tmp_path / "report.png"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sigil",
+            "report",
+            "--database-url",
+            url,
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=sigil_env(),
+    )
+    assert r.returncode == 0, r.stderr
+    assert all(any(line.startswith(n) for line in r.stdout.splitlines()) for n in want.metrics)
+    doc = json.loads(out.read_text())
+    for name, m in want.metrics.items():
+        got_m = doc["variants"][name]
+        assert (got_m["closed_trades"], got_m["wins"], got_m["balance"]) == (
+            m.closed_trades,
+            m.wins,
+            m.balance,
+        )
+        assert got_m["net_pnl"] == pytest.approx(m.net_pnl, rel=1e-12, abs=1e-9)
+        for reason, (n, pnl) in m.by_reason.items():
+            assert got_m["exits"][reason]["count"] == n
+            assert got_m["exits"][reason]["pnl"] == pytest.approx(pnl, rel=1e-12, abs=1e-9)
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
     # /health and /metrics answered and moved on between two looks.
     (s1, h1, m1), (s2, h2, m2) = (x for x in snapshots if x[0])

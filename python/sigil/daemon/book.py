@@ -4,7 +4,7 @@ and equity curves."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,44 +12,26 @@ import numpy as np
 import numpy.typing as npt
 
 from sigil.config import Config
-from sigil.report.replay import EXIT_REASONS, SKIP_REASONS
+from sigil.report.metrics import SKIP_REASONS, TradeTally, tally
 from sigil.store import AccountStore, Database, EventStore, Position, PositionStore
 
 #: Read at most this many closed positions (newest first); a report of more is cut, and says so.
 MAX_TRADES = 1_000_000
 
 
-@dataclass
-class VariantBook:
+@dataclass(frozen=True)
+class VariantBook(TradeTally):
     """One variant's row of the table (satisfies :class:`sigil.report.table.Row`)."""
 
-    closed_trades: int = 0
-    wins: int = 0
-    net_pnl: float = 0.0
-    fees: float = 0.0
-    by_reason: dict[str, tuple[int, float]] = field(
-        default_factory=lambda: {r: (0, 0.0) for r in EXIT_REASONS}
-    )
-    open_positions: int = 0
-    starting_balance: float = 0.0
-    balance: float = 0.0
-    equity: float = 0.0
-
-    def share(self, reason: str) -> float:
-        """Fraction of closed trades that exited for ``reason``."""
-        return self.by_reason[reason][0] / self.closed_trades if self.closed_trades else 0.0
+    open_positions: int
+    starting_balance: float
+    balance: float
+    equity: float
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape, as replay's ``variants`` entries."""
         return {
-            "closed_trades": self.closed_trades,
-            "wins": self.wins,
-            "win_rate": self.wins / self.closed_trades if self.closed_trades else 0.0,
-            "net_pnl": self.net_pnl,
-            "fees": self.fees,
-            "exits": {
-                r: {"count": n, "share": self.share(r), "pnl": p} for r, (n, p) in self.by_reason.items()
-            },
+            **self.tally_json(),
             "open_positions": self.open_positions,
             "starting_balance": self.starting_balance,
             "balance": self.balance,
@@ -152,24 +134,21 @@ async def load_book(db: Database, config: Config) -> Book:
     names += sorted(
         {a for a in accounts if a not in names} | {p.variant for p in closed + open_now} - set(names)
     )
+    # Rows closed by a migration (duplicate opens) carry no P&L and are not trades.
+    trades = [p for p in closed if p.pnl is not None]
+    tallies = tally(
+        ((p.variant, p.exit_reason or "unknown", p.pnl or 0.0, p.fees or 0.0) for p in trades), names
+    )
     metrics: dict[str, VariantBook] = {}
     for name in names:
-        m = VariantBook()
         acct = accounts.get(name)
-        if acct is not None:
-            m.starting_balance, m.balance, m.equity = acct.starting_balance, acct.balance, acct.equity
-        for p in closed:
-            if p.variant != name or p.pnl is None:
-                continue  # rows closed by a migration (duplicate opens) carry no P&L
-            m.closed_trades += 1
-            m.wins += p.pnl > 0
-            m.net_pnl += p.pnl
-            m.fees += p.fees or 0.0
-            reason = p.exit_reason or "unknown"
-            n, pnl = m.by_reason.get(reason, (0, 0.0))
-            m.by_reason[reason] = (n + 1, pnl + p.pnl)
-        m.open_positions = sum(1 for p in open_now if p.variant == name)
-        metrics[name] = m
+        metrics[name] = VariantBook(
+            **tallies[name].__dict__,
+            open_positions=sum(1 for p in open_now if p.variant == name),
+            starting_balance=acct.starting_balance if acct else 0.0,
+            balance=acct.balance if acct else 0.0,
+            equity=acct.equity if acct else 0.0,
+        )
     counts = await EventStore(db).counts()
     skips = {r: counts.get(("skip", r), 0) for r in SKIP_REASONS if counts.get(("skip", r), 0)}
-    return Book(metrics, [p for p in closed if p.pnl is not None], open_now, skips, db.describe())
+    return Book(metrics, trades, open_now, skips, db.describe())

@@ -14,9 +14,7 @@ import numpy.typing as npt
 from sigil import _core
 from sigil.config import Config, load_config
 from sigil.data.candles import CandleSeries, load_universe
-
-EXIT_REASONS = ("atr_trail", "hard_stop", "time_stop")
-SKIP_REASONS = ("open", "cooldown", "max_open", "balance")
+from sigil.report.metrics import SKIP_REASONS, TradeTally, tally
 
 
 def iso(ms: int) -> str:
@@ -71,14 +69,9 @@ class OpenPosition(NamedTuple):
 
 
 @dataclass(frozen=True)
-class VariantMetrics:
-    """What one variant did over the replay."""
+class VariantMetrics(TradeTally):
+    """What one variant did over the replay: its trade tally, skips, balances and drawdown."""
 
-    closed_trades: int
-    wins: int
-    net_pnl: float
-    fees: float
-    by_reason: dict[str, tuple[int, float]]
     skips: dict[str, int]
     opens: int
     open_positions: int
@@ -87,21 +80,10 @@ class VariantMetrics:
     equity: float
     max_drawdown: float
 
-    def share(self, reason: str) -> float:
-        """Fraction of closed trades that exited for ``reason``."""
-        return self.by_reason[reason][0] / self.closed_trades if self.closed_trades else 0.0
-
     def to_json(self) -> dict[str, Any]:
         """JSON shape of ``--json``'s ``variants`` entries."""
         return {
-            "closed_trades": self.closed_trades,
-            "wins": self.wins,
-            "win_rate": self.wins / self.closed_trades if self.closed_trades else 0.0,
-            "net_pnl": self.net_pnl,
-            "fees": self.fees,
-            "exits": {
-                r: {"count": n, "share": self.share(r), "pnl": p} for r, (n, p) in self.by_reason.items()
-            },
+            **self.tally_json(),
             "skips": self.skips,
             "opens": self.opens,
             "open_positions": self.open_positions,
@@ -166,31 +148,14 @@ def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
         )
     ]  # fmt: skip
     equity = {name: np.asarray(raw["equity"][k]) for k, name in enumerate(names)}
-    # One pass over the trades for every per-variant sum.
-    count = {n: 0 for n in names}
-    wins = dict(count)
-    pnl = {n: 0.0 for n in names}
-    fees = dict(pnl)
-    by_reason = {n: {r: [0, 0.0] for r in EXIT_REASONS} for n in names}
-    for x in trades:
-        count[x.variant] += 1
-        wins[x.variant] += x.pnl > 0
-        pnl[x.variant] += x.pnl
-        fees[x.variant] += x.fees
-        cell = by_reason[x.variant][x.exit_reason]
-        cell[0] += 1
-        cell[1] += x.pnl
+    tallies = tally(((x.variant, x.exit_reason, x.pnl, x.fees) for x in trades), names)
     still_open = {n: sum(1 for p in open_positions if p.variant == n) for n in names}
     metrics: dict[str, VariantMetrics] = {}
     for k, name in enumerate(names):
         counts = raw["counts"][k]
         curve = equity[name]
         metrics[name] = VariantMetrics(
-            closed_trades=count[name],
-            wins=wins[name],
-            net_pnl=pnl[name],
-            fees=fees[name],
-            by_reason={r: (int(c[0]), float(c[1])) for r, c in by_reason[name].items()},
+            **tallies[name].__dict__,
             skips={r: int(counts[f"skip_{r}"]) for r in SKIP_REASONS},
             opens=int(counts["opens"]),
             open_positions=still_open[name],
