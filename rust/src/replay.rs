@@ -137,15 +137,29 @@ pub fn replay(
             });
         }
     }
-    let mut by_id: Vec<Packed<'_>> = Vec::with_capacity(series.len());
-    for &i in &order {
-        let s = &series[i];
-        let packed = s.pack().map_err(|e| EngineError::InvalidParam {
-            name: "series",
-            reason: format!("{}: {e}", s.symbol),
-        })?;
-        by_id.push(packed);
-    }
+    // Validation and packing are per symbol: split across the cores, results kept in id order.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let chunk = order.len().div_ceil(cores).max(1);
+    let pack = |ids: &[usize]| -> Vec<Result<Packed<'_>, EngineError>> {
+        ids.iter()
+            .map(|&i| {
+                let s = &series[i];
+                s.pack().map_err(|e| EngineError::InvalidParam {
+                    name: "series",
+                    reason: format!("{}: {e}", s.symbol),
+                })
+            })
+            .collect()
+    };
+    let packed: Vec<Result<Packed<'_>, EngineError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = order.chunks(chunk).skip(1).map(|ids| scope.spawn(move || pack(ids))).collect();
+        let mut all = pack(order.chunks(chunk).next().unwrap_or(&[]));
+        for h in handles {
+            all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        all
+    });
+    let by_id = packed.into_iter().collect::<Result<Vec<Packed<'_>>, EngineError>>()?;
 
     let nv = params.len();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, nv.max(1));

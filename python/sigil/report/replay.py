@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -96,16 +97,47 @@ class VariantMetrics(TradeTally):
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """Trades, open positions, metrics and equity curves of a replay, per variant in config order."""
+    """Trades, open positions, metrics and equity curves of a replay, per variant in config order.
+
+    ``trades`` and ``open_positions`` are built from the engine's columns on first use: a caller
+    that only wants the metrics does not pay for thousands of trade objects.
+    """
 
     variants: tuple[str, ...]
-    trades: list[Trade]
-    open_positions: list[OpenPosition]
     metrics: dict[str, VariantMetrics]
     equity_time: npt.NDArray[np.int64]
     equity: dict[str, npt.NDArray[np.float64]]
     candles: int
-    symbols: tuple[str, ...] = field(default=())
+    symbols: tuple[str, ...]
+    trade_columns: dict[str, list[Any]] = field(repr=False)
+    open_columns: dict[str, list[Any]] = field(repr=False)
+
+    @cached_property
+    def trades(self) -> list[Trade]:
+        """Every closed trade, in the order the engine closed them (exit time, symbol, variant)."""
+        names, symbols, t = self.variants, self.symbols, self.trade_columns
+        return [
+            Trade(names[v], symbols[s], et, xt, ep, xp, q, st, sp, a, r, pnl, f)
+            for v, s, et, xt, ep, xp, q, st, sp, a, r, pnl, f in zip(
+                t["variant"], t["symbol"], t["entry_time"], t["exit_time"], t["entry_price"],
+                t["exit_price"], t["qty"], t["stake"], t["stop_pct"], t["atr_at_entry"], t["exit_reason"],
+                t["pnl"], t["fees"],
+                strict=True,
+            )
+        ]  # fmt: skip
+
+    @cached_property
+    def open_positions(self) -> list[OpenPosition]:
+        """Positions still open when the data ended, by variant then opening order."""
+        names, symbols, o = self.variants, self.symbols, self.open_columns
+        return [
+            OpenPosition(names[v], symbols[s], et, ep, q, st, sp, a, stop, bool(active))
+            for v, s, et, ep, q, st, sp, a, stop, active in zip(
+                o["variant"], o["symbol"], o["entry_time"], o["entry_price"], o["qty"], o["stake"],
+                o["stop_pct"], o["atr_at_entry"], o["stop_price"], o["trail_active"],
+                strict=True,
+            )
+        ]  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """The document ``sigil replay --json`` writes."""
@@ -130,26 +162,13 @@ def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
     symbols: list[str] = raw["symbols"]
     # Whole columns to Python lists first: per-element numpy indexing costs ~100x more.
     t = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in raw["trades"].items()}
-    trades = [
-        Trade(names[v], symbols[s], et, xt, ep, xp, q, st, sp, a, r, pnl, f)
-        for v, s, et, xt, ep, xp, q, st, sp, a, r, pnl, f in zip(
-            t["variant"], t["symbol"], t["entry_time"], t["exit_time"], t["entry_price"], t["exit_price"],
-            t["qty"], t["stake"], t["stop_pct"], t["atr_at_entry"], t["exit_reason"], t["pnl"], t["fees"],
-            strict=True,
-        )
-    ]  # fmt: skip
     o = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in raw["open_positions"].items()}
-    open_positions = [
-        OpenPosition(names[v], symbols[s], et, ep, q, st, sp, a, stop, bool(active))
-        for v, s, et, ep, q, st, sp, a, stop, active in zip(
-            o["variant"], o["symbol"], o["entry_time"], o["entry_price"], o["qty"], o["stake"],
-            o["stop_pct"], o["atr_at_entry"], o["stop_price"], o["trail_active"],
-            strict=True,
-        )
-    ]  # fmt: skip
     equity = {name: np.asarray(raw["equity"][k]) for k, name in enumerate(names)}
-    tallies = tally(((x.variant, x.exit_reason, x.pnl, x.fees) for x in trades), names)
-    still_open = {n: sum(1 for p in open_positions if p.variant == n) for n in names}
+    rows = zip((names[v] for v in t["variant"]), t["exit_reason"], t["pnl"], t["fees"], strict=True)
+    tallies = tally(rows, names)
+    still_open = {n: 0 for n in names}
+    for v in o["variant"]:
+        still_open[names[v]] += 1
     metrics: dict[str, VariantMetrics] = {}
     for k, name in enumerate(names):
         counts = raw["counts"][k]
@@ -166,13 +185,13 @@ def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
         )
     return ReplayResult(
         variants=tuple(names),
-        trades=trades,
-        open_positions=open_positions,
         metrics=metrics,
         equity_time=np.asarray(raw["equity_time"]),
         equity=equity,
         candles=int(raw["candles"]),
         symbols=tuple(symbols),
+        trade_columns=t,
+        open_columns=o,
     )
 
 
