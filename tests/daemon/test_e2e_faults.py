@@ -33,9 +33,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 SPEC = {"DOGE": (0, 3000), "PEPE": (0, 3000), "SUI": (0, 3000), "WIF": (0, 3000)}
 
 
-def probe(url: str, max_age: float) -> subprocess.CompletedProcess[str]:
+def probe(url: str, max_age: float, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sigil", "probe", "--database-url", url, "--max-age", str(max_age)],
+        [sys.executable, "-m", "sigil", "probe", "--database-url", url, "--max-age", str(max_age), *extra],
         capture_output=True,
         text=True,
         env=sigil_env(),
@@ -131,6 +131,9 @@ async def test_stalled_scheduler_exits_nonzero_and_probe_turns_stale(tmp_path: P
         fresh = await asyncio.to_thread(probe, url, 30)
         assert fresh.returncode == 0, fresh.stdout + fresh.stderr
         assert fresh.stdout.startswith("sigil probe: OK")
+        # Another daemon instance on the same database has no heartbeat: it is not covered by this one's.
+        other = await asyncio.to_thread(probe, url, 30, "--instance", "other")
+        assert other.returncode == 1, other.stdout + other.stderr
         store.armed = True
         code = await asyncio.wait_for(task, 20)
         assert code == EXIT_STALLED

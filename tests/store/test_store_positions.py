@@ -323,3 +323,22 @@ async def test_heartbeats(db: Database) -> None:
         await hb.record(PassStats(now, now - timedelta(seconds=1), 1))
     with pytest.raises(ValueError, match="symbols_scanned"):
         await hb.record(PassStats(now, now, -1))
+
+
+async def test_heartbeats_per_instance(db: Database) -> None:
+    """Two daemons on one database: each heartbeat is its own; a dead one cannot hide behind a live one."""
+    now = datetime.now(UTC)
+    live, dead = HeartbeatStore(db, "shard-a"), HeartbeatStore(db, "shard-b")
+    await dead.record(
+        PassStats(now - timedelta(hours=2), now - timedelta(hours=2) + timedelta(seconds=1), 50)
+    )
+    await live.record(PassStats(now - timedelta(seconds=30), now - timedelta(seconds=29), 60))
+    newest = await live.latest()
+    assert newest is not None and newest.instance == "shard-a"
+    b = await live.latest("shard-b")
+    assert b is not None and b.instance == "shard-b" and b.symbols_scanned == 50
+    age_b = await live.age(now, "shard-b")
+    assert age_b is not None and age_b > timedelta(hours=1)
+    assert await live.latest("nobody") is None
+    with pytest.raises(ValueError, match="instance"):
+        HeartbeatStore(db, "")

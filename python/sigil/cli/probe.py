@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
         "probe",
         help="exit 0 when the scanner heartbeat is fresh, 1 when stale, 2 when it cannot tell",
         description=(
-            "Dead-man probe for cron, systemd or a monitor: reads the newest scanner heartbeat. "
+            "Dead-man probe for cron, systemd or a monitor: reads the newest heartbeat of one daemon. "
             "Exit 0 fresh, 1 stale or missing, 2 cannot tell (database unreachable)."
         ),
     )
@@ -35,6 +35,7 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="stale when the last completed pass is older (default: daemon.heartbeat_max_age_s)",
     )
+    p.add_argument("--instance", metavar="NAME", help="the daemon to probe (default: daemon.instance)")
     p.set_defaults(run=run)
 
 
@@ -46,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"sigil probe: UNKNOWN: {e}", flush=True)
         return PROBE_UNKNOWN
     max_age = args.max_age if args.max_age is not None else config.settings.daemon.heartbeat_max_age_s
-    result = asyncio.run(probe(config, args.database_url, max_age))
+    result = asyncio.run(probe(config, args.database_url, max_age, instance=args.instance))
     print(f"sigil probe: {result.line}", flush=True)
     return result.code

@@ -49,8 +49,11 @@ async def probe(
     max_age_s: float,
     *,
     timeout_s: float | None = None,
+    instance: str | None = None,
 ) -> ProbeResult:
-    """Reads the newest heartbeat and judges it; every failure to read becomes code 2, never a raise.
+    """Reads the newest heartbeat of ``instance`` (default ``daemon.instance``: with several daemons
+    on one database, each is probed on its own) and judges it; every failure to read becomes code 2,
+    never a raise.
 
     The whole probe is bounded by ``timeout_s`` (default: the database connect timeout plus one
     statement timeout), so a hung database makes it say "cannot tell" instead of hanging cron.
@@ -64,13 +67,13 @@ async def probe(
         db = await open_database(database_url, cfg, min_size=1, max_size=1)
         try:
             await require_current(db)
-            hb = await HeartbeatStore(db).latest()
+            hb = await HeartbeatStore(db).latest(instance or config.settings.daemon.instance)
         finally:
             await db.close()
         now = datetime.now(UTC)
         if hb is None:
             return judge(None, max_age_s, now)
-        detail = f"{hb.symbols_scanned} symbols, {hb.errors} errors, {hb.host} pid {hb.pid}"
+        detail = f"{hb.instance}: {hb.symbols_scanned} symbols, {hb.errors} errors, {hb.host} pid {hb.pid}"
         return judge(hb.finished_at, max_age_s, now, detail)
 
     try:

@@ -137,7 +137,7 @@ class Scanner:
         self.tf_ms = client.timeframe_ms
         self.accounts = AccountStore(db)
         self.events = EventStore(db)
-        self.heartbeats = HeartbeatStore(db)
+        self.heartbeats = HeartbeatStore(db, self.settings.instance)
         self.mirror = GuardMirror(db, self.names, on_change=self._on_guard_change)
         self.positions = PositionStore(db, mirror=self.mirror)
         self.broker = PaperBroker(self.variant_configs)

@@ -43,6 +43,7 @@ class Heartbeat:
     errors: int
     host: str
     pid: int
+    instance: str
 
     def age(self, now: datetime | None = None) -> timedelta:
         """Time since the pass finished (``now`` defaults to the wall clock)."""
@@ -50,7 +51,8 @@ class Heartbeat:
 
 
 _COLUMNS = (
-    "id, started_at, finished_at, duration_s, symbols_scanned, signals, opens, closes, errors, host, pid"
+    "id, started_at, finished_at, duration_s, symbols_scanned, signals, opens, closes, errors, host, pid,"
+    " instance"
 )
 
 
@@ -67,14 +69,21 @@ def _heartbeat(r: Any) -> Heartbeat:
         errors=r["errors"],
         host=r["host"],
         pid=r["pid"],
+        instance=r["instance"],
     )
 
 
 class HeartbeatStore:
-    """Writes a heartbeat after each completed pass and reads the latest one."""
+    """Writes a heartbeat after each completed pass and reads the latest one.
 
-    def __init__(self, db: Database) -> None:
+    ``instance`` names the daemon writing (``daemon.instance``); reads may ask for one instance.
+    """
+
+    def __init__(self, db: Database, instance: str = "main") -> None:
+        if not instance:
+            raise ValueError("instance must be a non-empty name")
         self._db = db
+        self._instance = instance
         self._host = socket.gethostname()
         self._pid = os.getpid()
 
@@ -89,20 +98,28 @@ class HeartbeatStore:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{k} must be an integer >= 0, got {v!r}")
         async with self._db.connection("record heartbeat") as conn:
-            r = await _insert(conn, started, finished, counts, self._host, self._pid)
+            r = await _insert(conn, started, finished, counts, self._host, self._pid, self._instance)
         return _heartbeat(r)
 
-    async def latest(self) -> Heartbeat | None:
-        """The most recent heartbeat (by finish time), or None when no pass has completed yet."""
+    async def latest(self, instance: str | None = None) -> Heartbeat | None:
+        """The most recent heartbeat (by finish time) of ``instance`` (None: of any daemon), or None
+        when no pass has completed yet."""
         async with self._db.connection("read heartbeat") as conn:
-            r = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM scanner_heartbeats ORDER BY finished_at DESC LIMIT 1"
-            )
+            if instance is None:
+                r = await conn.fetchrow(
+                    f"SELECT {_COLUMNS} FROM scanner_heartbeats ORDER BY finished_at DESC LIMIT 1"
+                )
+            else:
+                r = await conn.fetchrow(
+                    f"SELECT {_COLUMNS} FROM scanner_heartbeats WHERE instance = $1"
+                    " ORDER BY finished_at DESC LIMIT 1",
+                    instance,
+                )
         return None if r is None else _heartbeat(r)
 
-    async def age(self, now: datetime | None = None) -> timedelta | None:
-        """Time since the last completed pass (wall clock), or None when there is none."""
-        hb = await self.latest()
+    async def age(self, now: datetime | None = None, instance: str | None = None) -> timedelta | None:
+        """Time since the last completed pass (wall clock) of ``instance`` (None: any), or None."""
+        hb = await self.latest(instance)
         return None if hb is None else hb.age(now)
 
     async def prune(self, before: datetime) -> int:
@@ -118,12 +135,18 @@ class HeartbeatStore:
 
 
 async def _insert(
-    conn: Connection, started: datetime, finished: datetime, counts: dict[str, int], host: str, pid: int
+    conn: Connection,
+    started: datetime,
+    finished: datetime,
+    counts: dict[str, int],
+    host: str,
+    pid: int,
+    instance: str,
 ) -> Any:
     return await conn.fetchrow(
-        "INSERT INTO scanner_heartbeats"
-        " (started_at, finished_at, duration_s, symbols_scanned, signals, opens, closes, errors, host, pid)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}",
+        "INSERT INTO scanner_heartbeats (started_at, finished_at, duration_s, symbols_scanned, signals,"
+        " opens, closes, errors, host, pid, instance)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {_COLUMNS}",
         started,
         finished,
         (finished - started).total_seconds(),
@@ -134,4 +157,5 @@ async def _insert(
         counts["errors"],
         host,
         pid,
+        instance,
     )
