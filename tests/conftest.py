@@ -48,3 +48,23 @@ def pg() -> Iterator[PgServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def db_url(pg: PgServer) -> Iterator[str]:
+    """A fresh database with the current schema and the shipped variants' accounts (1,000 USDT each)."""
+    url = pg.create_database(migrated=True)
+    try:
+        yield url
+    finally:
+        pg.drop_database(url)
+
+
+@pytest.fixture
+def empty_db_url(pg: PgServer) -> Iterator[str]:
+    """A fresh, empty database (no schema)."""
+    url = pg.create_database(migrated=False)
+    try:
+        yield url
+    finally:
+        pg.drop_database(url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +21,17 @@ REPO = Path(__file__).resolve().parents[2]
 # tests/pg.py is shared with the store's suite; tests/ is not a package, so put it on the path.
 sys.path.insert(0, str(REPO / "tests"))
 
-from pg import PgServer  # noqa: E402
+
+@pytest.fixture
+def database_url(empty_db_url: str) -> str:
+    """A fresh, empty database for one test (the scheduler creates its own table)."""
+    return empty_db_url
 
 
 @pytest.fixture
-def database_url(pg: PgServer) -> Iterator[str]:
-    """A fresh, empty database for one test (the scheduler creates its own table); dropped afterwards."""
-    url = pg.create_database(migrated=False)
-    try:
-        yield url
-    finally:
-        pg.drop_database(url)
-
-
-@pytest.fixture
-def migrated_url(pg: PgServer) -> Iterator[str]:
+def migrated_url(db_url: str) -> str:
     """A fresh database with the current schema and the shipped variants' accounts."""
-    url = pg.create_database(migrated=True)
-    try:
-        yield url
-    finally:
-        pg.drop_database(url)
+    return db_url
 
 
 class FakePasses:

@@ -13,28 +13,7 @@ import pytest
 # tests/pg.py is shared with other suites (the daemon's); tests/ is not a package, so put it on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pg import PgServer
 from sigil.store import Database
-
-
-@pytest.fixture
-def db_url(pg: PgServer) -> Iterator[str]:
-    """A fresh database with the current schema and the shipped variants' accounts (1,000 USDT each)."""
-    url = pg.create_database(migrated=True)
-    try:
-        yield url
-    finally:
-        pg.drop_database(url)
-
-
-@pytest.fixture
-def empty_db_url(pg: PgServer) -> Iterator[str]:
-    """A fresh, empty database (no schema)."""
-    url = pg.create_database(migrated=False)
-    try:
-        yield url
-    finally:
-        pg.drop_database(url)
 
 
 @pytest.fixture
