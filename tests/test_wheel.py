@@ -30,7 +30,7 @@ def test_wheel_runs_replay_outside_the_repository(tmp_path: Path) -> None:
         "sigil/defaults/config/legacy/fixed3.yaml",
         "sigil/defaults/migrations/0001_micro_positions.sql",
         "sigil/defaults/migrations/0003_micro_positions_variant_id.sql",
-        "sigil/defaults/migrations/0004_heartbeat_instance.sql",
+        "sigil/defaults/migrations/0005_live_fills.sql",
         "sigil/_core.pyi",
         "sigil/py.typed",
     ):

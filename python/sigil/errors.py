@@ -73,5 +73,14 @@ class OrderRefused(SigilError):
         self.reason = reason
 
 
+class OrderOutcomeUnknown(SigilError):
+    """An order was sent but its answer was lost, and looking it up by its client id could not tell
+    whether it executed. ``client_order_id`` names it at the exchange; a person must look."""
+
+    def __init__(self, message: str, client_order_id: str) -> None:
+        super().__init__(message)
+        self.client_order_id = client_order_id
+
+
 class DaemonNotRunning(SigilError):
     """A scheduled job fired in a process where no daemon is installed (or a second one was started)."""

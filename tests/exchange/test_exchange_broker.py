@@ -10,9 +10,10 @@ import pytest
 from exchange_helpers import fast_config
 
 from sigil.config import load_config
-from sigil.errors import OrderRefused
+from sigil.errors import ExchangeUnavailable, OrderOutcomeUnknown, OrderRefused
 from sigil.exchange.broker import LiveBroker, PaperBroker, make_broker
 from sigil.exchange.ccxt_client import ExchangeClient
+from sigil.exchange.sim import Faults
 
 VARIANTS = load_config().variants
 FAKE_KEYS = {"SIGIL_API_KEY": "test-key-not-real", "SIGIL_API_SECRET": "test-secret-not-real"}
@@ -152,3 +153,65 @@ async def test_live_broker_needs_a_live_client(start_sim, bundled_series) -> Non
         assert isinstance(make_broker(client, VARIANTS), PaperBroker)  # keys alone do not switch it on
         with pytest.raises(ValueError, match="live mode"):
             LiveBroker(client, VARIANTS)
+
+
+def _lost_orders_sim(start_sim, bundled_series, **faults):  # type: ignore[no-untyped-def]
+    btc = next(s for s in bundled_series if s.symbol == "BTC/USDT")
+    return start_sim(
+        [btc],
+        start_ms=int(btc.time[500]) + 1_800_000,
+        balances={"USDT": 1000.0},
+        faults=Faults(hang_s=10.0, **faults),
+    )
+
+
+async def test_an_order_whose_answer_is_lost_is_found_by_its_client_id(start_sim, bundled_series) -> None:
+    sim = await _lost_orders_sim(
+        start_sim, bundled_series, endpoints=frozenset({"order"}), rate_lost_answer=1.0
+    )
+    cfg = fast_config(timeout_s=0.3, retries=1)
+    async with ExchangeClient.from_config(cfg, url=sim.url, live=True, environ=FAKE_KEYS) as client:
+        broker = make_broker(client, VARIANTS)
+        assert isinstance(broker, LiveBroker)
+        name = VARIANTS[0].name
+        last = await client.last_price("BTC/USDT")
+        buy = await broker.open(name, "BTC/USDT", last, client_order_id="sigil-o1")
+        # Executed once (never sent twice), and the fill is the exchange's: the order query carries no
+        # fills, so the fee is the exchange's rate on what was bought, which is what it took.
+        assert sim.stats.faults["lost_answer"] == 1 and sim.stats.requests["queryOrder"] == 1
+        assert buy.order_id == "1" and buy.gross == pytest.approx(1000.0 - sim.balances["USDT"])
+        assert buy.qty == pytest.approx(sim.balances["BTC"], rel=1e-12)
+        assert broker.holding(name, "BTC/USDT") == buy.qty
+        again = await broker.recover_open(name, "BTC/USDT", "sigil-o1")
+        assert again is not None and (again.qty, again.price, again.order_id) == (buy.qty, buy.price, "1")
+        assert await broker.recover_open(name, "BTC/USDT", "sigil-o999") is None
+
+
+async def test_an_order_that_timed_out_unexecuted_is_reported_as_such(start_sim, bundled_series) -> None:
+    sim = await _lost_orders_sim(start_sim, bundled_series, endpoints=frozenset({"order"}), rate_timeout=1.0)
+    cfg = fast_config(timeout_s=0.3, retries=1)
+    async with ExchangeClient.from_config(cfg, url=sim.url, live=True, environ=FAKE_KEYS) as client:
+        broker = make_broker(client, VARIANTS)
+        name = VARIANTS[0].name
+        last = await client.last_price("BTC/USDT")
+        with pytest.raises(ExchangeUnavailable, match="market buy BTC/USDT"):
+            await broker.open(name, "BTC/USDT", last, client_order_id="sigil-o2")
+        assert sim.stats.requests["order"] == 1 and sim.stats.requests["queryOrder"] == 1
+        assert sim.balances == {"USDT": 1000.0} and broker.holding(name, "BTC/USDT") == 0.0
+        assert broker.balance(name) == VARIANTS[0].starting_balance
+
+
+async def test_an_order_nobody_can_look_up_is_an_unknown_outcome(start_sim, bundled_series) -> None:
+    sim = await _lost_orders_sim(
+        start_sim, bundled_series, endpoints=frozenset({"order", "queryOrder"}), rate_timeout=1.0
+    )
+    cfg = fast_config(timeout_s=0.3, retries=1)
+    async with ExchangeClient.from_config(cfg, url=sim.url, live=True, environ=FAKE_KEYS) as client:
+        broker = make_broker(client, VARIANTS)
+        name = VARIANTS[0].name
+        last = await client.last_price("BTC/USDT")
+        with pytest.raises(OrderOutcomeUnknown, match="looking it up failed") as e:
+            await broker.open(name, "BTC/USDT", last, client_order_id="sigil-o3")
+        assert e.value.client_order_id == "sigil-o3"
+        assert sim.stats.requests["queryOrder"] == 2  # a read is retried
+        assert broker.holding(name, "BTC/USDT") == 0.0

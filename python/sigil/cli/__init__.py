@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("migrate", "create or update the database schema (idempotent)"),
     "status": ("status", "open positions, cooldowns, balances and the last heartbeat"),
     "exchange-sim": ("exchange_sim", "serve candle files as a Binance-compatible exchange on 127.0.0.1"),
-    "daemon": ("daemon", "paper-trade the variants on a persistent schedule (SIGTERM: clean stop)"),
+    "daemon": ("daemon", "trade the variants on a schedule, on paper unless --live (SIGTERM: clean stop)"),
     "probe": ("probe", "exit 0 when the scanner heartbeat is fresh, 1 when stale, 2 when it cannot tell"),
     "report": ("report", "the variant table (and equity curves) of what the daemon traded"),
 }

@@ -1,9 +1,11 @@
-"""``sigil daemon [--config DIR] [--database-url URL] [--exchange-url URL] [run limits]``.
+"""``sigil daemon [--config DIR] [--database-url URL] [--exchange-url URL] [--live] [run limits]``.
 
 Paper-trades every configured variant on a persistent schedule until SIGTERM or SIGINT (clean stop,
-exit 0). Exit 3 when the watchdog gives up on a stalled scheduler (a supervisor restarts it), 1 when
-the database or the exchange cannot be reached at start-up, 2 on bad input (config, URL, schema not
-migrated). Run limits (``--until``, ``--max-passes``, ``--duration``) end a bounded run cleanly.
+exit 0); with ``--live`` it sends real market orders, with the API key pair from SIGIL_API_KEY and
+SIGIL_API_SECRET. Exit 3 when the watchdog gives up on a stalled scheduler (a supervisor restarts
+it), 1 when the database or the exchange cannot be reached at start-up, 2 on bad input (config, URL,
+schema not migrated, ``--live`` without its keys). Run limits (``--until``, ``--max-passes``,
+``--duration``) end a bounded run cleanly.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def add_parser(sub: Any) -> None:
     """Registers ``daemon``."""
     p: argparse.ArgumentParser = sub.add_parser(
         "daemon",
-        help="paper-trade the variants on a persistent schedule (SIGTERM: clean stop)",
+        help="trade the variants on a schedule, on paper unless --live (SIGTERM: clean stop)",
         description=(
             "Scan the universe every daemon.scan_interval_s, trade the four variants on paper, write a "
             "heartbeat after each pass, serve /health and /metrics on 127.0.0.1. SIGTERM or SIGINT stops "
@@ -53,6 +55,12 @@ def add_parser(sub: Any) -> None:
         metavar="URL",
         help="point the exchange client at this base URL, e.g. the simulator (default: SIGIL_EXCHANGE_URL, "
         "the config, else the real exchange)",
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="send REAL market orders to the exchange, with the API key pair from SIGIL_API_KEY and "
+        "SIGIL_API_SECRET (never from a file or the command line); without it, every fill is on paper",
     )
     p.add_argument(
         "--health-port", type=port, metavar="N", help="port of /health and /metrics (0 = any free)"
@@ -186,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
                 until_ms=args.until,
                 on_pass=progress,
                 health_port=args.health_port if args.health_port is not None else -1,
+                live=args.live,
             )
         )
     except (DatabaseUnavailable, ExchangeUnavailable) as e:

@@ -58,7 +58,7 @@ def _list(raw: str) -> tuple[str, ...]:
 
 def add_parser(sub: Any) -> None:
     """Registers ``exchange-sim``."""
-    from sigil.exchange.sim import ENDPOINTS, MALFORMED_KINDS
+    from sigil.exchange.sim import FAULT_ENDPOINTS, MALFORMED_KINDS
 
     p: argparse.ArgumentParser = sub.add_parser(
         "exchange-sim",
@@ -94,6 +94,13 @@ def add_parser(sub: Any) -> None:
     f.add_argument(
         "--fail-timeout", type=_probability, default=0.0, metavar="P", help="hang instead of answering"
     )
+    f.add_argument(
+        "--fail-lost-answer",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="carry the request out, then hang instead of answering (an order executed unheard)",
+    )
     f.add_argument("--hang-s", type=_non_negative, default=30.0, metavar="S", help="how long a hang lasts")
     f.add_argument("--malformed", type=_probability, default=0.0, metavar="P", help="a bad candle in klines")
     f.add_argument(
@@ -112,7 +119,7 @@ def add_parser(sub: Any) -> None:
         type=_list,
         default=("exchangeInfo", "klines", "ticker", "time"),
         metavar="LIST",
-        help=f"endpoints that get faults, among {','.join(ENDPOINTS.values())}",
+        help=f"endpoints that get faults, among {','.join(FAULT_ENDPOINTS)}",
     )
     a = p.add_argument_group("signed endpoints (a paper account for live-mode tests)")
     a.add_argument("--balance", type=_balance, action="append", default=[], metavar="ASSET=AMOUNT")
@@ -136,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         retry_after_s=args.retry_after,
         rate_5xx=args.fail_5xx,
         rate_timeout=args.fail_timeout,
+        rate_lost_answer=args.fail_lost_answer,
         hang_s=args.hang_s,
         rate_malformed=args.malformed,
         malformed_kinds=args.malformed_kinds,

@@ -373,22 +373,28 @@ async def serve(
     on_pass: Callable[[Scanner, PassReport], None] | None = None,
     health_port: int | None = -1,
     handle_signals: bool = True,
+    live: bool = False,
 ) -> int:
     """``sigil daemon``: opens the database and the exchange client, runs the scanner under a
     :class:`Daemon` until it stops, then closes everything in reverse order. Returns the exit status.
+
+    ``live`` sends real orders with the API keys from the environment (``--live``); it raises
+    :class:`~sigil.errors.LiveKeysMissing` before anything starts when a key is missing.
 
     Raises :class:`~sigil.errors.DatabaseUnavailable`, :class:`~sigil.errors.SchemaNotReady` or
     :class:`~sigil.errors.ExchangeUnavailable` when start-up cannot complete.
     """
     from sigil.daemon.scanner import Scanner
     from sigil.exchange.ccxt_client import ExchangeClient
+    from sigil.exchange.settings import resolve_exchange
     from sigil.store import open_database
 
     settings = config.settings
     metrics = DaemonMetrics()
+    exchange = resolve_exchange(settings.exchange, url=exchange_url, live=live)
     db = await open_database(database_url, settings.database)
     try:
-        client = ExchangeClient.from_config(settings.exchange, url=exchange_url)
+        client = ExchangeClient(exchange)
         try:
             scanner = Scanner(config, db, client, metrics=metrics, until_ms=until_ms, on_pass=on_pass)
             await scanner.start()
@@ -404,7 +410,12 @@ async def serve(
                     handle_signals=handle_signals,
                     extra_health=lambda: scanner.describe(),
                 )
-                log.info("database: %s; exchange: %r", db.describe(), client)
+                log.info(
+                    "database: %s; exchange: %r; %s",
+                    db.describe(),
+                    client,
+                    "LIVE: real orders" if live else "paper trading",
+                )
                 return await daemon.run()
             finally:
                 await scanner.close()

@@ -3,12 +3,21 @@
 **Breakout pass** (every ``daemon.scan_interval_s``): take the exchange's time ``C`` once, refresh the
 universe when due, fetch every symbol's candles closed since its last pass, and feed the engine the
 candles that closed in (previous C, C], merged in ``(close time, symbol)`` order, exactly as replay
-orders them. Per candle: ``engine.exits`` → each close goes through the paper broker and
+orders them. Per candle: ``engine.exits`` → each close goes through the broker and
 ``PositionStore.close_position``; then ``engine.signals``, where the pre-signal guard lives (an open
-or cooling-down (variant, symbol) produces a skip, not a signal) → each open goes through the paper
-broker and ``PositionStore.open_position`` (one transaction: advisory lock, re-check, insert,
-cooldown from the open, debit) and is applied to the engine only after the commit. Every signal,
-skip, open, close and exchange error is in the events log.
+or cooling-down (variant, symbol) produces a skip, not a signal) → each open goes through the broker
+and ``PositionStore.open_position`` (one transaction: advisory lock, re-check, insert, cooldown from
+the open, debit) and is applied to the engine only after the commit. Every signal, skip, open, fill,
+close and exchange error is in the events log.
+
+**Paper or live.** The paper broker's fill is known before anything is sent, so a paper open fills
+first and then opens in the database. A live open (``--live``) reverses that: the database reserves
+the position first (the advisory lock, the re-check and the unique index decide, so two daemons can
+never both send an order for one pair), then the order goes out under the client id
+``sigil-o<position id>``, then the exchange's fill is recorded into the reservation. An order that did
+not execute closes the reservation with no P&L and the money back; one whose outcome could not be
+learnt stays reserved at its estimate, and is settled by looking the order up at the next rebuild. A
+live sell that fails leaves the position open (the next candle or exit pass tries again).
 
 **Exit pass** (every ``daemon.exit_interval_s``, when ``daemon.exit_pass``): checks the open
 positions' stops and trails against the tickers between candle closes (``engine.on_price``).
@@ -42,8 +51,14 @@ from sigil.config import Config, Variant
 from sigil.daemon.metrics import DaemonMetrics
 from sigil.daemon.passes import BREAKOUT, EXIT, PassReport, VariantState
 from sigil.daemon.scheduler import JobSpec
-from sigil.errors import ExchangeRejected, ExchangeUnavailable, OrderRefused, PositionNotOpen
-from sigil.exchange.broker import PaperBroker
+from sigil.errors import (
+    ExchangeRejected,
+    ExchangeUnavailable,
+    OrderOutcomeUnknown,
+    OrderRefused,
+    PositionNotOpen,
+)
+from sigil.exchange.broker import Fill, LiveBroker, make_broker
 from sigil.exchange.ccxt_client import MAX_CANDLES_PER_REQUEST, Candle, ExchangeClient
 from sigil.exchange.universe import Universe
 from sigil.store import (
@@ -140,7 +155,7 @@ class Scanner:
         self.heartbeats = HeartbeatStore(db, self.settings.instance)
         self.mirror = GuardMirror(db, self.names, on_change=self._on_guard_change)
         self.positions = PositionStore(db, mirror=self.mirror)
-        self.broker = PaperBroker(self.variant_configs)
+        self.broker = make_broker(client, self.variant_configs)
         self.engine = _core.Engine(self.params)
         self._lock = asyncio.Lock()
         self._sym_names: dict[int, str] = {}
@@ -446,8 +461,12 @@ class Scanner:
         counts.signals += 1
         self.metrics.signals.inc(name)
         await self.events.signal(name, sym, at, {"price": price, "stop_pct": stop_pct, "atr": atr})
+        live = isinstance(self.broker, LiveBroker)
         try:
-            fill = await self.broker.open(name, sym, price, time_ms=t)
+            if live:
+                fill = self.broker.estimate_open(name, sym, price)
+            else:
+                fill = await self.broker.open(name, sym, price, time_ms=t)
         except OrderRefused as e:
             # The broker's ledger disagrees with the engine: the database decides.
             await self._resync()
@@ -468,6 +487,7 @@ class Scanner:
                 atr_at_entry=atr,
                 cooldown=timedelta(milliseconds=variant.cooldown_candles * self.tf_ms),
                 max_open=variant.max_open,
+                reserve=live,
             )
         finally:
             self._busy.discard((name, sym))
@@ -480,12 +500,79 @@ class Scanner:
             )
             await self._resync(sym)
             return
+        if live:
+            filled = await self._fill_live(v, sym, t, price, result.position, counts)
+            if filled is None:
+                return
+            fill = filled
         # Committed: only now does the engine learn of it.
         self.engine.apply_open(v, sid, t, fill.price, fill.qty, fill.fee, fill.gross, stop_pct, atr)
         self._pos_id[(v, sym)] = result.position.id
         self._trail[result.position.id] = (False, fill.price, None)
         counts.opens += 1
         self.metrics.opens.inc(name)
+
+    async def _fill_live(
+        self, v: int, sym: str, t: int, price: float, reserved: Position, counts: _Counts
+    ) -> Fill | None:
+        """Sends the order of a live reservation and records its fill. None when the order did not
+        execute (the reservation is then cancelled); the estimate when its outcome is unknown."""
+        name = self.names[v]
+        cid = client_order_id("o", reserved.id)
+        try:
+            fill = await self.broker.open(name, sym, price, time_ms=t, client_order_id=cid)
+        except OrderOutcomeUnknown as e:
+            # It may have executed: the reservation stays, at its estimate, until a rebuild settles it.
+            counts.error(type(e).__name__)
+            await self._record_error(f"open {name} {sym}: {e}", t, symbol=sym)
+            return _reserved_fill(reserved, price)
+        except (OrderRefused, ExchangeRejected, ExchangeUnavailable) as e:
+            counts.error(_kind(e))
+            await self._cancel_reservation(reserved, t, f"{type(e).__name__}: {e}")
+            return None
+        await self._record_live_fill(reserved, fill)
+        return fill
+
+    async def _record_live_fill(self, reserved: Position, fill: Fill) -> None:
+        self._busy.add((reserved.variant, reserved.symbol))
+        try:
+            await self.positions.record_fill(
+                reserved.id,
+                entry_price=fill.price,
+                qty=fill.qty,
+                stake=fill.gross,
+                entry_fee=fill.fee,
+                stop_price=fill.price * (1.0 - reserved.stop_pct),
+                order_id=fill.order_id,
+            )
+        finally:
+            self._busy.discard((reserved.variant, reserved.symbol))
+
+    async def _cancel_reservation(self, reserved: Position, t: int, detail: str) -> None:
+        await self.positions.cancel_reservation(reserved.id, at=to_dt(t), detail=detail)
+        # The broker never booked it; the balance and the cooldown now come from the database.
+        await self._resync(reserved.symbol)
+
+    async def _settle_reservations(self) -> None:
+        """Live: looks up the order of every reservation whose fill was never recorded (an answer lost,
+        or a crash between the send and the record) and records its fill or cancels it."""
+        if not isinstance(self.broker, LiveBroker):
+            return
+        for p in await self.positions.open_positions():
+            if not p.reserved or p.variant not in self._vid:
+                continue
+            cid = client_order_id("o", p.id)
+            try:
+                fill = await self.broker.recover_open(p.variant, p.symbol, cid, time_ms=to_ms(p.opened_at))
+            except (ExchangeRejected, ExchangeUnavailable) as e:
+                log.warning("reservation #%d (%s %s) still unsettled: %s", p.id, p.variant, p.symbol, e)
+                continue
+            if fill is None:
+                await self.positions.cancel_reservation(
+                    p.id, at=p.opened_at, detail=f"order {cid} was never executed"
+                )
+            else:
+                await self._record_live_fill(p, fill)
 
     async def _skip(
         self, v: int, sym: str, t: int, reason: str, counts: _Counts, detail: dict[str, Any] | None = None
@@ -504,11 +591,19 @@ class Scanner:
         if pos is None or pid is None:
             return
         qty = float(pos["qty"])
+        cid = client_order_id("c", pid)
         try:
-            fill = await self.broker.close(name, sym, qty, price, time_ms=t)
-        except OrderRefused:
-            await self._resync()
-            fill = await self.broker.close(name, sym, qty, price, time_ms=t)
+            try:
+                fill = await self.broker.close(name, sym, qty, price, time_ms=t, client_order_id=cid)
+            except OrderRefused:
+                await self._resync()
+                fill = await self.broker.close(name, sym, qty, price, time_ms=t, client_order_id=cid)
+        except (ExchangeRejected, ExchangeUnavailable, OrderOutcomeUnknown) as e:
+            # A live sell that failed: the position stays open here and in the database, and the next
+            # candle (or exit pass) decides again.
+            counts.error(_kind(e))
+            await self._record_error(f"close {name} {sym} ({reason}): {e}", t, symbol=sym)
+            return
         self._busy.add((name, sym))
         try:
             await self.positions.close_position(
@@ -518,6 +613,7 @@ class Scanner:
                 gross=fill.gross,
                 exit_fee=fill.fee,
                 exit_reason=reason,
+                order_id=fill.order_id,
             )
         except PositionNotOpen:
             # Closed by another process: drop it here too and take the balance from the database.
@@ -632,6 +728,7 @@ class Scanner:
         self._trail.clear()
         self._pending.clear()
         self._trade_after = dict.fromkeys(self._history, resume)
+        await self._settle_reservations()
         # The rebuild calls back for every pair the database holds: the new engine's guard follows it.
         await self.mirror.rebuild()
         open_positions = await self.positions.open_positions()
@@ -697,7 +794,7 @@ class Scanner:
             if p.variant in self._vid:
                 holdings[(p.variant, p.symbol)] = holdings.get((p.variant, p.symbol), 0.0) + p.qty
         balances = {n: accounts[n].balance for n in self.names if n in accounts}
-        self.broker = PaperBroker(self.variant_configs, balances, holdings)
+        self.broker = make_broker(self.client, self.variant_configs, balances, holdings)
         for n, b in balances.items():
             self.engine.set_balance(self._vid[n], b)
         if symbol is not None:
@@ -720,6 +817,16 @@ class Scanner:
         if self.engine.position(v, sid) is not None:
             is_open = True  # the engine's own position stays open until it closes it
         self.engine.set_guard(v, sid, is_open, until)
+
+
+def client_order_id(side: str, position_id: int) -> str:
+    """The exchange-side name of a position's order: ``sigil-o<id>`` (its buy), ``sigil-c<id>`` (its sell)."""
+    return f"sigil-{side}{position_id}"
+
+
+def _reserved_fill(p: Position, price: float) -> Fill:
+    """A reservation's estimate as a fill (what the engine holds until the real fill is known)."""
+    return Fill(p.variant, p.symbol, "buy", price, p.entry_price, p.qty, p.entry_fee, p.stake, p.cost, 0.0)
 
 
 def _kind(e: BaseException) -> str:

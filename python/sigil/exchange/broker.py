@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
+
+import ccxt.async_support as ccxt
 
 from sigil import _core
 from sigil.config import Variant
-from sigil.errors import ExchangeRejected, OrderRefused
+from sigil.errors import ExchangeRejected, ExchangeUnavailable, OrderOutcomeUnknown, OrderRefused
 from sigil.exchange.ccxt_client import ExchangeClient
 
 #: Refusal reasons.
@@ -67,6 +69,10 @@ class Broker(Protocol):
 
     def can_open(self, variant: str, stake: float | None = None) -> str | None: ...
 
+    def estimate_open(
+        self, variant: str, symbol: str, price: float, *, stake: float | None = None
+    ) -> Fill: ...
+
     async def open(
         self,
         variant: str,
@@ -75,10 +81,18 @@ class Broker(Protocol):
         *,
         stake: float | None = None,
         time_ms: int | None = None,
+        client_order_id: str | None = None,
     ) -> Fill: ...
 
     async def close(
-        self, variant: str, symbol: str, qty: float, price: float, *, time_ms: int | None = None
+        self,
+        variant: str,
+        symbol: str,
+        qty: float,
+        price: float,
+        *,
+        time_ms: int | None = None,
+        client_order_id: str | None = None,
     ) -> Fill: ...
 
     def health(self) -> dict[str, Any]: ...
@@ -155,6 +169,17 @@ class _Ledger:
             )
         return v, s
 
+    def estimate_open(self, variant: str, symbol: str, price: float, *, stake: float | None = None) -> Fill:
+        """The fill a market buy of ``stake`` at reference ``price`` gets at the variant's slippage and
+        taker fee (the engine's fill maths), without booking it; raises :class:`OrderRefused` as
+        :meth:`open` would. The paper broker's fills are exactly this; a live open reserves its
+        position with it and then records the exchange's real fill."""
+        v, s = self._check_open(variant, price, stake)
+        fill_price, qty, fee, cost = _core.buy_fill(price, s, v.fee_rate, v.slippage)
+        return Fill(
+            variant, symbol, "buy", price, fill_price, qty, fee, s, cost, self._balance[variant] - cost
+        )
+
     def _check_close(self, variant: str, symbol: str, qty: float, price: float) -> Variant:
         v = self._variant(variant)
         if not (math.isfinite(price) and price > 0):
@@ -201,15 +226,23 @@ class PaperBroker(_Ledger):
         *,
         stake: float | None = None,
         time_ms: int | None = None,
+        client_order_id: str | None = None,
     ) -> Fill:
-        """Buys ``stake`` (default: the variant's) of ``symbol`` at reference ``price``."""
-        v, s = self._check_open(variant, price, stake)
-        fill_price, qty, fee, cost = _core.buy_fill(price, s, v.fee_rate, v.slippage)
-        balance = self._book_buy(variant, symbol, qty, cost)
-        return Fill(variant, symbol, "buy", price, fill_price, qty, fee, s, cost, balance, time_ms)
+        """Buys ``stake`` (default: the variant's) of ``symbol`` at reference ``price``
+        (``client_order_id`` names the order at an exchange; paper fills have none)."""
+        f = self.estimate_open(variant, symbol, price, stake=stake)
+        balance = self._book_buy(variant, symbol, f.qty, f.amount)
+        return replace(f, balance=balance, time_ms=time_ms)
 
     async def close(
-        self, variant: str, symbol: str, qty: float, price: float, *, time_ms: int | None = None
+        self,
+        variant: str,
+        symbol: str,
+        qty: float,
+        price: float,
+        *,
+        time_ms: int | None = None,
+        client_order_id: str | None = None,
     ) -> Fill:
         """Sells ``qty`` of ``symbol`` at reference ``price``."""
         v = self._check_close(variant, symbol, qty, price)
@@ -226,8 +259,10 @@ class LiveBroker(_Ledger):
     """Real market orders through ``client`` (which must be in live mode, i.e. hold keys).
 
     The per-variant balances stay a budget: an open is refused when the variant's budget or the
-    account's free quote balance cannot pay. Orders are never retried automatically: after a timeout
-    the order may or may not have been executed, and the caller must look before trying again.
+    account's free quote balance cannot pay. Orders are never retried: after a timeout the order may or
+    may not have been executed. With a ``client_order_id`` the broker then looks the order up by that
+    id: executed → its fill; unknown to the exchange → the original :class:`ExchangeUnavailable`
+    stands (nothing was bought or sold); the lookup failing too → :class:`OrderOutcomeUnknown`.
     """
 
     live = True
@@ -269,39 +304,68 @@ class LiveBroker(_Ledger):
         *,
         stake: float | None = None,
         time_ms: int | None = None,
+        client_order_id: str | None = None,
     ) -> Fill:
-        """Market-buys ``stake`` quote of ``symbol``; ``price`` is the last price seen (for the checks)."""
+        """Market-buys ``stake`` quote of ``symbol``; ``price`` is the last price seen (for the checks),
+        ``client_order_id`` the order's name at the exchange (how it is found again after a timeout)."""
         v, s = self._check_open(variant, price, stake)
         await self.client.load_markets()
-        base, quote = self._assets(symbol)
+        _, quote = self._assets(symbol)
         free = await self.free_balance(quote)
         if free < s * (1.0 + v.fee_rate):
             raise OrderRefused(
                 REFUSED_EXCHANGE_BALANCE,
                 f"{variant}: account holds {free:.2f} {quote}, an open needs {s:g} + fee",
             )
-        order = await self.client.call(
-            f"market buy {symbol}", "create_market_buy_order_with_cost", symbol, s, retry=False
+        order = await self._place(
+            f"market buy {symbol}", "create_market_buy_order_with_cost", symbol, s, client_order_id
         )
-        filled, avg, cost, fee_quote, fee_base = _order_numbers(order, symbol, base, quote)
+        return self._book_buy_order(v, symbol, price, order, time_ms)
+
+    async def recover_open(
+        self, variant: str, symbol: str, client_order_id: str, *, time_ms: int | None = None
+    ) -> Fill | None:
+        """The fill of a buy sent earlier as ``client_order_id`` (booked like :meth:`open`'s), or None
+        when the exchange never executed it. Raises :class:`ExchangeUnavailable` or
+        :class:`ExchangeRejected` when the exchange cannot tell."""
+        v = self._variant(variant)
+        await self.client.load_markets()
+        order = await self._look_up(symbol, client_order_id)
+        if order is None:
+            return None
+        return self._book_buy_order(v, symbol, None, order, time_ms)
+
+    def _book_buy_order(
+        self, v: Variant, symbol: str, price: float | None, order: Any, time_ms: int | None
+    ) -> Fill:
+        base, quote = self._assets(symbol)
+        filled, avg, cost, fee_quote, fee_base = _order_numbers(order, symbol, base, quote, v.fee_rate)
         qty = filled - fee_base
         amount = cost + fee_quote
         fee = fee_quote + fee_base * avg
-        balance = self._book_buy(variant, symbol, qty, amount)
-        return Fill(variant, symbol, "buy", price, avg, qty, fee, cost, amount, balance, time_ms, _id(order))
+        balance = self._book_buy(v.name, symbol, qty, amount)
+        ref = avg if price is None else price
+        return Fill(v.name, symbol, "buy", ref, avg, qty, fee, cost, amount, balance, time_ms, _id(order))
 
     async def close(
-        self, variant: str, symbol: str, qty: float, price: float, *, time_ms: int | None = None
+        self,
+        variant: str,
+        symbol: str,
+        qty: float,
+        price: float,
+        *,
+        time_ms: int | None = None,
+        client_order_id: str | None = None,
     ) -> Fill:
         """Market-sells ``qty`` of ``symbol`` (rounded down to the exchange's lot size)."""
-        self._check_close(variant, symbol, qty, price)
+        v = self._check_close(variant, symbol, qty, price)
         await self.client.load_markets()
         base, quote = self._assets(symbol)
         amount_str = self.client.exchange.amount_to_precision(symbol, qty)
-        order = await self.client.call(
-            f"market sell {symbol}", "create_market_sell_order", symbol, float(amount_str), retry=False
+        order = await self._place(
+            f"market sell {symbol}", "create_market_sell_order", symbol, float(amount_str), client_order_id
         )
-        filled, avg, gross, fee_quote, fee_base = _order_numbers(order, symbol, base, quote)
+        filled, avg, gross, fee_quote, fee_base = _order_numbers(order, symbol, base, quote, v.fee_rate)
         fee = fee_quote + fee_base * avg
         proceeds = gross - fee
         # The ledger forgets the whole position: the dust below one lot cannot be sold anyway.
@@ -309,6 +373,44 @@ class LiveBroker(_Ledger):
         return Fill(
             variant, symbol, "sell", price, avg, filled, fee, gross, proceeds, balance, time_ms, _id(order)
         )
+
+    async def _place(
+        self, what: str, method: str, symbol: str, amount: float, client_order_id: str | None
+    ) -> Any:
+        """Sends one market order (never retried); after a lost answer, looks it up by its client id."""
+        params = {} if client_order_id is None else {"newClientOrderId": client_order_id}
+        try:
+            return await self.client.call(what, method, symbol, amount, params, retry=False)
+        except ExchangeUnavailable as lost:
+            if client_order_id is None:
+                raise OrderOutcomeUnknown(
+                    f"{what}: {lost}; the order had no client id to look it up by, check the exchange", ""
+                ) from lost
+            try:
+                order = await self._look_up(symbol, client_order_id)
+            except (ExchangeRejected, ExchangeUnavailable) as e:
+                raise OrderOutcomeUnknown(
+                    f"{what}: {lost}; looking it up failed: {e}", client_order_id
+                ) from e
+            if order is None:
+                raise lost from None  # never executed: the send's own failure is the answer
+            return order
+
+    async def _look_up(self, symbol: str, client_order_id: str) -> Any | None:
+        """The order named ``client_order_id``, or None when the exchange does not know it."""
+        try:
+            # A read: safe to retry under the client's usual rules.
+            return await self.client.call(
+                f"look up order {client_order_id}",
+                "fetch_order",
+                "",
+                symbol,
+                {"origClientOrderId": client_order_id},
+            )
+        except ExchangeRejected as e:
+            if isinstance(e.__cause__, ccxt.OrderNotFound):
+                return None
+            raise
 
     def health(self) -> dict[str, Any]:
         """Mode and balances, for ``/health`` (the keys are never part of it)."""
@@ -326,12 +428,14 @@ def _id(order: Any) -> str | None:
 
 
 def _order_numbers(
-    order: Any, symbol: str, base: str, quote: str
+    order: Any, symbol: str, base: str, quote: str, fee_rate: float
 ) -> tuple[float, float, float, float, float]:
     """(filled, average price, quote cost, fee in quote, fee in base) of a ccxt order.
 
     A fee paid in a third asset (BNB on Binance) changes neither the quantity nor the quote amounts
-    and is not counted here."""
+    and is not counted here. An order without fee information (an order looked up rather than placed:
+    Binance's order query carries no fills) is charged ``fee_rate`` on what it received, as the
+    exchange charges it: a buy in the base asset, a sell in the quote asset."""
     if not isinstance(order, dict):
         raise ExchangeRejected(f"{symbol}: the exchange returned no order")
     filled = order.get("filled")
@@ -344,6 +448,10 @@ def _order_numbers(
     avg = float(avg) if isinstance(avg, int | float) and avg > 0 else float(cost) / float(filled)
     fee_quote = fee_base = 0.0
     fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    if not any(isinstance(f, dict) and isinstance(f.get("cost"), int | float) for f in fees):
+        if order.get("side") == "buy":
+            return float(filled), avg, float(cost), 0.0, float(filled) * fee_rate
+        return float(filled), avg, float(cost), float(cost) * fee_rate, 0.0
     for f in fees:
         c = f.get("cost") if isinstance(f, dict) else None
         if not isinstance(c, int | float):

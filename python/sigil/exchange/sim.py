@@ -3,8 +3,9 @@
 The endpoints are the ones ccxt's ``binance`` class calls for ``load_markets``, ``fetch_ohlcv``,
 ``fetch_tickers``, ``fetch_ticker`` and ``fetch_time`` (``/api/v3/exchangeInfo``, ``/api/v3/klines``,
 ``/api/v3/ticker/24hr``, ``/api/v3/time``, ``/api/v3/ping``), in Binance's own JSON shapes, plus
-the two signed ones a live broker needs (``/api/v3/account``, ``POST /api/v3/order``; the signature is
-required but not checked, the simulator does not know the secret). Anything else is a 404 that is
+the signed ones a live broker needs (``/api/v3/account``, ``POST /api/v3/order`` for market orders,
+``GET /api/v3/order`` to look an executed order up by its client id; the signature is required but not
+checked, the simulator does not know the secret). Anything else is a 404 that is
 logged, so a ccxt upgrade that starts calling something new shows up at once.
 
 Time: :class:`SimClock` starts at the first candle (or a given time) and runs ``speed`` times real
@@ -83,6 +84,10 @@ ENDPOINTS = {
     "/api/v3/account": "account",
     "/api/v3/order": "order",
 }
+#: ``GET /api/v3/order`` (looking an order up) is an endpoint of its own for faults and stats.
+ORDER_QUERY = "queryOrder"
+#: Every endpoint name faults can be given to.
+FAULT_ENDPOINTS = (*ENDPOINTS.values(), ORDER_QUERY)
 MARKET_ENDPOINTS = frozenset({"exchangeInfo", "klines", "ticker", "time"})
 MALFORMED_KINDS = ("nan", "high_low", "out_of_order", "duplicate")
 #: Query parameters that change on every signed request; left out of the fault key.
@@ -165,6 +170,9 @@ class Faults:
     retry_after_s: float = 1.0
     rate_5xx: float = 0.0
     rate_timeout: float = 0.0
+    #: Probability that a request is carried out but its answer never arrives (it hangs like a timeout
+    #: AFTER the work: an order executed whose client never hears of it).
+    rate_lost_answer: float = 0.0
     #: How long a "timed out" request hangs before it is answered (longer than any client timeout).
     hang_s: float = 30.0
     #: Probability that a klines response carries a malformed candle, of one of ``malformed_kinds``.
@@ -178,7 +186,8 @@ class Faults:
     endpoints: frozenset[str] = field(default_factory=lambda: MARKET_ENDPOINTS)
 
     def __post_init__(self) -> None:
-        for name in ("rate_429", "rate_418", "rate_5xx", "rate_timeout", "rate_malformed"):
+        rates = ("rate_429", "rate_418", "rate_5xx", "rate_timeout", "rate_lost_answer", "rate_malformed")
+        for name in rates:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name.replace('_', '-')} must be a probability in [0, 1], got {v}")
@@ -191,10 +200,10 @@ class Faults:
             raise ValueError(
                 f"malformed kinds must be among {', '.join(MALFORMED_KINDS)}, got {bad or 'none'}"
             )
-        unknown = sorted(set(self.endpoints) - set(ENDPOINTS.values()))
+        unknown = sorted(set(self.endpoints) - set(FAULT_ENDPOINTS))
         if unknown:
             raise ValueError(
-                f"unknown endpoint(s) {', '.join(unknown)} (known: {', '.join(ENDPOINTS.values())})"
+                f"unknown endpoint(s) {', '.join(unknown)} (known: {', '.join(FAULT_ENDPOINTS)})"
             )
         if self.vanish_after < 0:
             raise ValueError(f"vanish-after must be >= 0, got {self.vanish_after}")
@@ -496,6 +505,8 @@ class SimExchange:
         self._info_served: Counter[str] = Counter()
         self._gone: set[str] = set()
         self._order_id = 0
+        #: Executed orders by (symbol id, client order id), for the order query endpoint.
+        self._orders: dict[tuple[str, str], dict[str, Any]] = {}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
@@ -513,6 +524,7 @@ class SimExchange:
         r.add_get("/api/v3/ticker/24hr", self._ticker)
         r.add_get("/api/v3/account", self._account)
         r.add_post("/api/v3/order", self._order)
+        r.add_get("/api/v3/order", self._query_order)
         r.add_get("/sim/stats", self._sim_stats)
         r.add_get("/sim/clock", self._sim_clock)
         r.add_post("/sim/clock", self._sim_clock)
@@ -572,6 +584,8 @@ class SimExchange:
         if request.path.startswith("/sim/"):
             return await handler(request)
         endpoint = ENDPOINTS.get(request.path)
+        if endpoint == "order" and request.method == "GET":
+            endpoint = ORDER_QUERY
         if endpoint is None:
             self.stats.unknown[f"{request.method} {request.path}"] += 1
             self.stats.statuses[404] += 1
@@ -582,7 +596,7 @@ class SimExchange:
         rng = self._rng(request)
         # Draw every fault in a fixed order so that one rate does not shift the others' outcomes.
         jitter = rng.random() * f.latency_jitter_ms
-        hang, ban, limit, fail, bad = (rng.random() for _ in range(5))
+        hang, ban, limit, fail, bad, lost = (rng.random() for _ in range(6))
         faulty = endpoint in f.endpoints
         _DRAWS.set((rng, faulty and bad < f.rate_malformed))
         resp: web.StreamResponse
@@ -610,6 +624,11 @@ class SimExchange:
                 resp = await handler(request)
             except _BadParam as e:
                 resp = _error(400, -1100, f"Illegal characters found in parameter '{e.name}'.")
+            if faulty and lost < f.rate_lost_answer:
+                self.stats.faults["lost_answer"] += 1
+                # Shielded: the work is done; only its answer is held back (until the client gives up).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), f.hang_s)
         self.stats.statuses[resp.status] += 1
         return resp
 
@@ -808,35 +827,52 @@ class SimExchange:
             self.balances[m.quote] = have_quote + quote - commission
         self._order_id += 1
         d = m.price_decimals
-        return web.json_response(
-            {
-                "symbol": m.id,
-                "orderId": self._order_id,
-                "orderListId": -1,
-                "clientOrderId": p.get("newClientOrderId", f"sim{self._order_id}"),
-                "transactTime": now,
-                "price": "0.00000000",
-                "origQty": _fixed(qty, 8),
-                "executedQty": _fixed(qty, 8),
-                "origQuoteOrderQty": _fixed(float(p.get("quoteOrderQty") or 0.0), 8),
-                "cummulativeQuoteQty": _fixed(quote, 8),
-                "status": "FILLED",
-                "timeInForce": "GTC",
-                "type": "MARKET",
-                "side": p["side"],
-                "workingTime": now,
-                "selfTradePreventionMode": "EXPIRE_MAKER",
-                "fills": [
-                    {
-                        "price": _fixed(price, max(d, 8)),
-                        "qty": _fixed(qty, 8),
-                        "commission": _fixed(commission, 8),
-                        "commissionAsset": asset,
-                        "tradeId": self._order_id,
-                    }
-                ],
-            }
-        )
+        client_id = p.get("newClientOrderId") or f"sim{self._order_id}"
+        body: dict[str, Any] = {
+            "symbol": m.id,
+            "orderId": self._order_id,
+            "orderListId": -1,
+            "clientOrderId": client_id,
+            "transactTime": now,
+            "price": "0.00000000",
+            "origQty": _fixed(qty, 8),
+            "executedQty": _fixed(qty, 8),
+            "origQuoteOrderQty": _fixed(float(p.get("quoteOrderQty") or 0.0), 8),
+            "cummulativeQuoteQty": _fixed(quote, 8),
+            "status": "FILLED",
+            "timeInForce": "GTC",
+            "type": "MARKET",
+            "side": p["side"],
+            "workingTime": now,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "fills": [
+                {
+                    "price": _fixed(price, max(d, 8)),
+                    "qty": _fixed(qty, 8),
+                    "commission": _fixed(commission, 8),
+                    "commissionAsset": asset,
+                    "tradeId": self._order_id,
+                }
+            ],
+        }
+        self._orders[(m.id, client_id)] = body
+        return web.json_response(body)
+
+    async def _query_order(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/order``: an executed order by ``origClientOrderId`` (or ``orderId``), as placed."""
+        p, err = await self._signed(request)
+        if err is not None:
+            return err
+        m = self._market(p.get("symbol"))
+        if m is None:
+            return _error(400, *_ERR_SYMBOL)
+        found = self._orders.get((m.id, p.get("origClientOrderId") or ""))
+        if found is None and p.get("orderId"):
+            found = next((o for o in self._orders.values() if str(o["orderId"]) == p["orderId"]), None)
+        if found is None:
+            return _error(400, -2013, "Order does not exist.")
+        out = {k: v for k, v in found.items() if k != "fills"}
+        return web.json_response({**out, "time": found["transactTime"], "updateTime": found["transactTime"]})
 
     # ----- control
 

@@ -19,6 +19,8 @@ class EventKind(StrEnum):
     SIGNAL = "signal"
     SKIP = "skip"
     OPEN = "open"
+    #: A live position's exchange fill recorded into its reservation.
+    FILL = "fill"
     CLOSE = "close"
     ERROR = "error"
 

@@ -12,11 +12,17 @@ The open is where root causes 2 and 3 are fixed. In one transaction it:
 6. debits the account (stake + entry fee), records the ``open`` event, and announces the change.
 
 A refused open writes nothing at all. The guard mirror is changed only after the commit.
+
+A live open (``reserve=True``) is the same transaction with the fill the order is expected to get;
+the row is ``fill = 'reserved'`` until :meth:`PositionStore.record_fill` writes the exchange's real
+fill (and settles the account for the difference), or :meth:`PositionStore.cancel_reservation`
+closes it with no P&L and gives the whole cost back when the order did not execute. The cooldown
+written at the reservation stays either way: a pair whose order just failed is not tried again at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +40,12 @@ if TYPE_CHECKING:
 
 #: Longest exit reason stored (``hard_stop``, ``atr_trail``, ``time_stop``, ``manual`` …).
 EXIT_REASON_MAX_LEN = 32
+#: Exit reason of a reservation whose order did not execute.
+ORDER_FAILED = "order_failed"
+#: Longest exchange order id stored.
+ORDER_ID_MAX_LEN = 64
+#: How a position was filled (``micro_positions.fill``).
+FILL_PAPER, FILL_RESERVED, FILL_EXCHANGE = "paper", "reserved", "exchange"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +72,20 @@ class Position:
     exit_reason: str | None
     pnl: float | None
     fees: float | None
+    #: ``paper``, ``reserved`` (a live order sent, its fill not recorded yet) or ``exchange``.
+    fill: str = FILL_PAPER
+    entry_order_id: str | None = None
+    exit_order_id: str | None = None
 
     @property
     def is_open(self) -> bool:
         """The position is open."""
         return self.status == "open"
+
+    @property
+    def reserved(self) -> bool:
+        """A live open whose order was sent but whose fill is not recorded yet."""
+        return self.is_open and self.fill == FILL_RESERVED
 
     @property
     def cost(self) -> float:
@@ -91,7 +112,8 @@ class OpenResult:
 
 _COLUMNS = (
     "id, variant_id, symbol, status, opened_at, entry_price, qty, stake, entry_fee, stop_pct, stop_price,"
-    " atr_at_entry, trail_active, trail_highest, trail_stop, closed_at, exit_price, exit_reason, pnl, fees"
+    " atr_at_entry, trail_active, trail_highest, trail_stop, closed_at, exit_price, exit_reason, pnl, fees,"
+    " fill, entry_order_id, exit_order_id"
 )
 
 
@@ -117,6 +139,9 @@ def _position(r: Any) -> Position:
         exit_reason=r["exit_reason"],
         pnl=r["pnl"],
         fees=r["fees"],
+        fill=r["fill"],
+        entry_order_id=r["entry_order_id"],
+        exit_order_id=r["exit_order_id"],
     )
 
 
@@ -136,6 +161,7 @@ class _Open:
     atr_at_entry: float
     cooldown: timedelta
     max_open: int | None
+    fill: str = FILL_PAPER
 
     @property
     def cost(self) -> float:
@@ -171,8 +197,12 @@ class PositionStore:
         atr_at_entry: float,
         cooldown: timedelta,
         max_open: int | None = None,
+        reserve: bool = False,
     ) -> OpenResult:
         """Opens a position in one transaction, or refuses and writes nothing.
+
+        ``reserve=True`` opens it as a live reservation (``fill = 'reserved'``) holding the expected
+        fill, to be completed by :meth:`record_fill` or undone by :meth:`cancel_reservation`.
 
         ``opened_at`` is the market time of the entry; the pair is then protected until
         ``opened_at + cooldown`` (the cooldown starts at the OPEN). Refusals come back as
@@ -196,6 +226,8 @@ class PositionStore:
             cooldown,
             max_open,
         )
+        if reserve:
+            o = replace(o, fill=FILL_RESERVED)
         generation = self._mirror.generation if self._mirror is not None else 0
         async with self._db.transaction(f"open {o.variant} {o.symbol}") as conn:
             if not await try_lock_pair(conn, o.variant, o.symbol):
@@ -244,6 +276,7 @@ class PositionStore:
                     "stop_pct": o.stop_pct,
                     "protected_until": end.isoformat(),
                     "balance": after,
+                    "fill": o.fill,
                 },
                 conn=conn,
             )
@@ -263,8 +296,10 @@ class PositionStore:
         gross: float,
         exit_fee: float,
         exit_reason: str,
+        order_id: str | None = None,
     ) -> Position:
-        """Closes an open position in one transaction and returns it as closed.
+        """Closes an open position in one transaction and returns it as closed (``order_id``: the
+        exchange's id of a live sell).
 
         ``gross`` is qty × exit price and ``exit_fee`` its fee (``sigil._core.sell_fill``); the account
         is credited ``gross - exit_fee``, and ``pnl = (gross - exit_fee) - (stake + entry_fee)``,
@@ -277,8 +312,8 @@ class PositionStore:
         gross = _checks.non_negative("gross", gross, InvalidOrder)
         exit_fee = _checks.non_negative("exit_fee", exit_fee, InvalidOrder)
         exit_reason = _checks.name("exit_reason", exit_reason, InvalidOrder, EXIT_REASON_MAX_LEN)
-        if isinstance(position_id, bool) or not isinstance(position_id, int):
-            raise InvalidOrder(f"position_id must be an integer, got {position_id!r}")
+        order_id = _order_id(order_id)
+        _check_id(position_id)
         proceeds = gross - exit_fee
         generation = self._mirror.generation if self._mirror is not None else 0
         async with self._db.transaction(f"close #{position_id}") as conn:
@@ -292,7 +327,9 @@ class PositionStore:
                     f"({opened_at.isoformat()})"
                 )
             await lock_pair(conn, variant, symbol)
-            row = await _update_close(conn, position_id, closed_at, exit_price, gross, exit_fee, exit_reason)
+            row = await _update_close(
+                conn, position_id, closed_at, exit_price, gross, exit_fee, exit_reason, order_id
+            )
             if row is None:
                 raise PositionNotOpen(f"position #{position_id} ({variant} {symbol}) is already closed")
             position = _position(row)
@@ -318,6 +355,121 @@ class PositionStore:
         if self._mirror is not None:
             self._mirror.apply(change, generation=generation)
         return position
+
+    async def record_fill(
+        self,
+        position_id: int,
+        *,
+        entry_price: float,
+        qty: float,
+        stake: float,
+        entry_fee: float,
+        stop_price: float,
+        order_id: str | None,
+    ) -> Position:
+        """Writes the exchange's fill into a live reservation, in one transaction: the entry, quantity,
+        stake, fee and stop become the real ones, the row ``fill = 'exchange'``, and the account is
+        settled for the difference between the reserved cost and the real one. Raises
+        :class:`PositionNotOpen` when the position is not an open reservation, :class:`InvalidOrder`
+        for a bad value (nothing is written then).
+        """
+        _check_id(position_id)
+        e = InvalidOrder
+        entry_price = _checks.positive("entry_price", entry_price, e)
+        qty = _checks.positive("qty", qty, e)
+        stake = _checks.positive("stake", stake, e)
+        entry_fee = _checks.non_negative("entry_fee", entry_fee, e)
+        stop_price = _checks.positive("stop_price", stop_price, e)
+        order_id = _order_id(order_id)
+        if stop_price >= entry_price:
+            raise e(f"stop_price {stop_price!r} must be below entry_price {entry_price!r}")
+        async with self._db.transaction(f"record fill #{position_id}") as conn:
+            variant, symbol, reserved = await self._lock_reservation(conn, position_id)
+            row = await conn.fetchrow(
+                "UPDATE micro_positions SET entry_price = $2, qty = $3, stake = $4, entry_fee = $5,"
+                " stop_price = $6, trail_highest = $2, fill = 'exchange', entry_order_id = $7"
+                f" WHERE id = $1 RETURNING {_COLUMNS}",
+                position_id,
+                entry_price,
+                qty,
+                stake,
+                entry_fee,
+                stop_price,
+                order_id,
+            )
+            position = _position(row)
+            after = await self.accounts.credit(conn, variant, reserved - position.cost)
+            await self.events.record(
+                EventKind.FILL,
+                at=position.opened_at,
+                variant=variant,
+                symbol=symbol,
+                position_id=position_id,
+                detail={
+                    "entry_price": entry_price,
+                    "qty": qty,
+                    "stake": stake,
+                    "entry_fee": entry_fee,
+                    "order_id": order_id,
+                    "reserved_cost": reserved,
+                    "balance": after,
+                },
+                conn=conn,
+            )
+        return position
+
+    async def cancel_reservation(self, position_id: int, *, at: datetime, detail: str) -> Position:
+        """Closes a live reservation whose order did not execute, in one transaction: no P&L, no fees,
+        exit reason ``order_failed``, the reserved cost back on the account, an ``error`` event with
+        ``detail``. The cooldown written at the reservation stays. Raises :class:`PositionNotOpen`
+        when the position is not an open reservation.
+        """
+        _check_id(position_id)
+        at = _checks.utc("at", at, InvalidOrder)
+        generation = self._mirror.generation if self._mirror is not None else 0
+        async with self._db.transaction(f"cancel reservation #{position_id}") as conn:
+            variant, symbol, reserved = await self._lock_reservation(conn, position_id)
+            row = await conn.fetchrow(
+                "UPDATE micro_positions SET status = 'closed', closed_at = greatest(opened_at, $2),"
+                f" exit_reason = $3 WHERE id = $1 RETURNING {_COLUMNS}",
+                position_id,
+                at,
+                ORDER_FAILED,
+            )
+            position = _position(row)
+            after = await self.accounts.credit(conn, variant, reserved)
+            end = await self.protections.protected_until(variant, symbol, conn=conn)
+            await self.events.record(
+                EventKind.ERROR,
+                at=at,
+                variant=variant,
+                symbol=symbol,
+                reason=ORDER_FAILED,
+                position_id=position_id,
+                detail={"error": detail, "refunded": reserved, "balance": after},
+                conn=conn,
+            )
+            change = GuardChange(variant, symbol, False, until_ms(end), await next_seq(conn))
+            await send(conn, change)
+        if self._mirror is not None:
+            self._mirror.apply(change, generation=generation)
+        return position
+
+    async def _lock_reservation(self, conn: Connection, position_id: int) -> tuple[str, str, float]:
+        """Locks an open reservation's pair and row; (variant, symbol, reserved cost)."""
+        pair = await _select_pair(conn, position_id)
+        if pair is None:
+            raise PositionNotOpen(f"position #{position_id} does not exist")
+        variant, symbol, _ = pair
+        await lock_pair(conn, variant, symbol)
+        r = await conn.fetchrow(
+            "SELECT stake + entry_fee AS cost FROM micro_positions"
+            " WHERE id = $1 AND status = 'open' AND fill = 'reserved' FOR UPDATE",
+            position_id,
+        )
+        if r is None:
+            raise PositionNotOpen(f"position #{position_id} ({variant} {symbol}) is not an open reservation")
+        return variant, symbol, float(r["cost"])
 
     async def update_trail(
         self, position_id: int, *, active: bool, highest: float, stop: float | None
@@ -382,6 +534,15 @@ class PositionStore:
         return state.blocked(at)
 
 
+def _check_id(position_id: object) -> None:
+    if isinstance(position_id, bool) or not isinstance(position_id, int):
+        raise InvalidOrder(f"position_id must be an integer, got {position_id!r}")
+
+
+def _order_id(order_id: str | None) -> str | None:
+    return None if order_id is None else _checks.name("order_id", order_id, InvalidOrder, ORDER_ID_MAX_LEN)
+
+
 def _why(reason: SkipReason, until: datetime | None) -> str:
     if reason is SkipReason.COOLDOWN and until is not None:
         return f"cooling down until {until.isoformat()}"
@@ -439,8 +600,8 @@ async def _count_open(conn: Connection, variant: str) -> int:
 async def _insert_open(conn: Connection, o: _Open) -> Any:
     return await conn.fetchrow(
         "INSERT INTO micro_positions (variant_id, symbol, status, opened_at, entry_price, qty, stake,"
-        " entry_fee, stop_pct, stop_price, atr_at_entry, trail_highest)"
-        " VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $4)"
+        " entry_fee, stop_pct, stop_price, atr_at_entry, trail_highest, fill)"
+        " VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $4, $11)"
         " ON CONFLICT (variant_id, symbol) WHERE status = 'open' DO NOTHING"
         f" RETURNING {_COLUMNS}",
         o.variant,
@@ -453,6 +614,7 @@ async def _insert_open(conn: Connection, o: _Open) -> Any:
         o.stop_pct,
         o.stop_price,
         o.atr_at_entry,
+        o.fill,
     )
 
 
@@ -471,10 +633,12 @@ async def _update_close(
     gross: float,
     exit_fee: float,
     exit_reason: str,
+    order_id: str | None,
 ) -> Any:
     # pnl in the order the decision rules give it, in float8 (IEEE double, as the engine computes it).
     return await conn.fetchrow(
         "UPDATE micro_positions SET status = 'closed', closed_at = $2, exit_price = $3, exit_reason = $6,"
+        " exit_order_id = $7,"
         " pnl = ($4::float8 - $5::float8) - (stake + entry_fee), fees = entry_fee + $5::float8"
         f" WHERE id = $1 AND status = 'open' RETURNING {_COLUMNS}",
         position_id,
@@ -483,4 +647,5 @@ async def _update_close(
         gross,
         exit_fee,
         exit_reason,
+        order_id,
     )
