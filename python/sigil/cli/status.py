@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
                     "stop_price": p.stop_price,
                     "trail_active": p.trail_active,
                     "trail_stop": p.trail_stop,
+                    "fill": p.fill,
+                    "entry_order_id": p.entry_order_id,
                 }
                 for p in open_positions
             ],
@@ -170,6 +172,7 @@ def _render(state: dict[str, Any], now: datetime) -> str:
             f"  #{p['id']:<6} {p['variant']:<12} {p['symbol']:<16} opened {p['opened_at']}  "
             f"entry {p['entry_price']:.6g}  qty {p['qty']:.6g}  "
             f"stop {p['stop_price']:.6g} ({p['stop_pct']:.1%})"
+            + ("  RESERVED: order sent, fill not recorded yet" if p["fill"] == "reserved" else "")
         )
     cooldowns = state["cooldowns"]
     lines.append(f"cooldowns ({len(cooldowns)} active)")
