@@ -26,6 +26,9 @@ pub enum ExitReason {
 }
 
 impl ExitReason {
+    /// Every reason, in the order of their codes (`reason as usize`).
+    pub const ALL: [ExitReason; 3] = [Self::HardStop, Self::AtrTrail, Self::TimeStop];
+
     /// The name stored in the database and written to reports.
     pub fn as_str(self) -> &'static str {
         match self {

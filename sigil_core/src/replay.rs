@@ -147,8 +147,9 @@ fn replay<'py>(
     trades.set_item("atr_at_entry", col_f(&|i| t[i].position.atr_at_entry).into_pyarray(py))?;
     trades.set_item("pnl", col_f(&|i| t[i].pnl).into_pyarray(py))?;
     trades.set_item("fees", col_f(&|i| t[i].fees).into_pyarray(py))?;
-    let reasons: Vec<&str> = t.iter().map(|x| x.reason.as_str()).collect();
-    trades.set_item("exit_reason", PyList::new(py, reasons)?)?;
+    // Codes into `exit_reasons`: one integer column instead of thousands of Python strings.
+    let code = |r: ExitReason| ExitReason::ALL.iter().position(|&x| x == r).unwrap_or(0) as i64;
+    trades.set_item("exit_reason", col_i(&|i| code(t[i].reason)).into_pyarray(py))?;
     out.set_item("trades", trades)?;
 
     let o = &r.open_positions;
@@ -185,10 +186,7 @@ fn replay<'py>(
         curves.append(e.clone().into_pyarray(py))?;
     }
     out.set_item("equity", curves)?;
-    out.set_item(
-        "exit_reasons",
-        [ExitReason::HardStop, ExitReason::AtrTrail, ExitReason::TimeStop].map(|r| r.as_str()).to_vec(),
-    )?;
+    out.set_item("exit_reasons", ExitReason::ALL.map(|r| r.as_str()).to_vec())?;
     Ok(out)
 }
 

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sigil.config import Config
-from sigil.report.metrics import SKIP_REASONS, TradeTally, tally
+from sigil.report.metrics import EXIT_REASONS, SKIP_REASONS, TradeTally, tally
 from sigil.store import AccountStore, Database, EventStore, Position, PositionStore
 
 #: Read at most this many closed positions (newest first); a report of more is cut, and says so.
@@ -136,8 +136,19 @@ async def load_book(db: Database, config: Config) -> Book:
     )
     # Rows closed by a migration (duplicate opens) carry no P&L and are not trades.
     trades = [p for p in closed if p.pnl is not None]
+    vid = {n: k for k, n in enumerate(names)}
+    reasons = list(EXIT_REASONS)
+    for p in trades:
+        if (p.exit_reason or "unknown") not in reasons:
+            reasons.append(p.exit_reason or "unknown")
+    rid = {r: k for k, r in enumerate(reasons)}
     tallies = tally(
-        ((p.variant, p.exit_reason or "unknown", p.pnl or 0.0, p.fees or 0.0) for p in trades), names
+        names,
+        [vid[p.variant] for p in trades],
+        [rid[p.exit_reason or "unknown"] for p in trades],
+        reasons,
+        [p.pnl or 0.0 for p in trades],
+        [p.fees or 0.0 for p in trades],
     )
     metrics: dict[str, VariantBook] = {}
     for name in names:

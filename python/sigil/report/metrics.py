@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 #: Exit reasons in table order.
 EXIT_REASONS = ("atr_trail", "hard_stop", "time_stop")
@@ -41,32 +44,51 @@ class TradeTally:
         }
 
 
-def tally(trades: Iterable[tuple[str, str, float, float]], variants: Sequence[str]) -> dict[str, TradeTally]:
-    """One pass over ``(variant, exit_reason, pnl, fees)`` rows, summed in the order given.
+def tally(
+    names: Sequence[str],
+    variant: npt.ArrayLike,
+    reason: npt.ArrayLike,
+    reasons: Sequence[str],
+    pnl: npt.ArrayLike,
+    fees: npt.ArrayLike,
+) -> dict[str, TradeTally]:
+    """Tallies closed trades given as columns: per trade, ``variant`` (an index into ``names``),
+    ``reason`` (an index into ``reasons``), ``pnl`` and ``fees``.
 
-    Every variant of ``variants`` gets a tally (zero when it has no trade); a reason outside
-    :data:`EXIT_REASONS` gets its own entry.
+    Sums run in the order given, left to right, as a loop over the trades would add them (so they
+    are reproducible to the bit). Every variant of ``names`` gets a tally (zero when it has no
+    trade); a reason outside :data:`EXIT_REASONS` gets an entry when some trade has it.
     """
-    count = dict.fromkeys(variants, 0)
-    wins = dict.fromkeys(variants, 0)
-    pnl = dict.fromkeys(variants, 0.0)
-    fees = dict.fromkeys(variants, 0.0)
-    reasons: dict[str, dict[str, list[float]]] = {v: {r: [0, 0.0] for r in EXIT_REASONS} for v in variants}
-    for variant, reason, p, f in trades:
-        count[variant] += 1
-        wins[variant] += p > 0
-        pnl[variant] += p
-        fees[variant] += f
-        cell = reasons[variant].setdefault(reason, [0, 0.0])
-        cell[0] += 1
-        cell[1] += p
-    return {
-        v: TradeTally(
-            closed_trades=count[v],
-            wins=wins[v],
-            net_pnl=pnl[v],
-            fees=fees[v],
-            by_reason={r: (int(c[0]), float(c[1])) for r, c in reasons[v].items()},
+    v = np.asarray(variant, dtype=np.int64)
+    r = np.asarray(reason, dtype=np.int64)
+    p = np.asarray(pnl, dtype=np.float64)
+    f = np.asarray(fees, dtype=np.float64)
+    if not (v.shape == r.shape == p.shape == f.shape) or v.ndim != 1:
+        raise ValueError("tally: variant, reason, pnl and fees must be columns of one length")
+    if v.size and (v.min() < 0 or v.max() >= len(names) or r.min() < 0 or r.max() >= len(reasons)):
+        raise ValueError("tally: a variant or reason index is out of range")
+    order = [*EXIT_REASONS, *(x for x in reasons if x not in EXIT_REASONS)]
+    code = {x: k for k, x in enumerate(reasons)}
+    out: dict[str, TradeTally] = {}
+    for k, name in enumerate(names):
+        mine = v == k
+        pk, rk = p[mine], r[mine]
+        by_reason: dict[str, tuple[int, float]] = {}
+        for x in order:
+            hit = rk == code[x] if x in code else np.zeros(rk.shape, dtype=bool)
+            n = int(hit.sum())
+            if n or x in EXIT_REASONS:
+                by_reason[x] = (n, _sequential_sum(pk[hit]))
+        out[name] = TradeTally(
+            closed_trades=int(pk.size),
+            wins=int((pk > 0).sum()),
+            net_pnl=_sequential_sum(pk),
+            fees=_sequential_sum(f[mine]),
+            by_reason=by_reason,
         )
-        for v in variants
-    }
+    return out
+
+
+def _sequential_sum(a: npt.NDArray[np.float64]) -> float:
+    """((a0 + a1) + a2) + …: numpy's ``sum`` adds pairwise, which differs in the last bits."""
+    return float(np.cumsum(a)[-1]) if a.size else 0.0

@@ -109,18 +109,21 @@ class ReplayResult:
     equity: dict[str, npt.NDArray[np.float64]]
     candles: int
     symbols: tuple[str, ...]
-    trade_columns: dict[str, list[Any]] = field(repr=False)
-    open_columns: dict[str, list[Any]] = field(repr=False)
+    #: The engine's columns (numpy arrays); ``exit_reason`` holds codes into ``exit_reasons``.
+    trade_columns: dict[str, Any] = field(repr=False)
+    open_columns: dict[str, Any] = field(repr=False)
+    exit_reasons: tuple[str, ...] = ()
 
     @cached_property
     def trades(self) -> list[Trade]:
         """Every closed trade, in the order the engine closed them (exit time, symbol, variant)."""
-        names, symbols, t = self.variants, self.symbols, self.trade_columns
+        names, symbols, t = self.variants, self.symbols, _lists(self.trade_columns)
+        reasons = [self.exit_reasons[k] for k in t["exit_reason"]]
         return [
             Trade(names[v], symbols[s], et, xt, ep, xp, q, st, sp, a, r, pnl, f)
             for v, s, et, xt, ep, xp, q, st, sp, a, r, pnl, f in zip(
                 t["variant"], t["symbol"], t["entry_time"], t["exit_time"], t["entry_price"],
-                t["exit_price"], t["qty"], t["stake"], t["stop_pct"], t["atr_at_entry"], t["exit_reason"],
+                t["exit_price"], t["qty"], t["stake"], t["stop_pct"], t["atr_at_entry"], reasons,
                 t["pnl"], t["fees"],
                 strict=True,
             )
@@ -129,7 +132,7 @@ class ReplayResult:
     @cached_property
     def open_positions(self) -> list[OpenPosition]:
         """Positions still open when the data ended, by variant then opening order."""
-        names, symbols, o = self.variants, self.symbols, self.open_columns
+        names, symbols, o = self.variants, self.symbols, _lists(self.open_columns)
         return [
             OpenPosition(names[v], symbols[s], et, ep, q, st, sp, a, stop, bool(active))
             for v, s, et, ep, q, st, sp, a, stop, active in zip(
@@ -157,18 +160,18 @@ def _max_drawdown(curve: npt.NDArray[np.float64]) -> float:
     return float(np.max((peak - curve) / peak)) if np.all(peak > 0) else 0.0
 
 
+def _lists(columns: dict[str, Any]) -> dict[str, list[Any]]:
+    """Whole columns to Python lists (per-element numpy indexing costs ~100x more)."""
+    return {k: v.tolist() if hasattr(v, "tolist") else list(v) for k, v in columns.items()}
+
+
 def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
     names: list[str] = raw["variants"]
     symbols: list[str] = raw["symbols"]
-    # Whole columns to Python lists first: per-element numpy indexing costs ~100x more.
-    t = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in raw["trades"].items()}
-    o = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in raw["open_positions"].items()}
+    t, o = raw["trades"], raw["open_positions"]
     equity = {name: np.asarray(raw["equity"][k]) for k, name in enumerate(names)}
-    rows = zip((names[v] for v in t["variant"]), t["exit_reason"], t["pnl"], t["fees"], strict=True)
-    tallies = tally(rows, names)
-    still_open = {n: 0 for n in names}
-    for v in o["variant"]:
-        still_open[names[v]] += 1
+    tallies = tally(names, t["variant"], t["exit_reason"], raw["exit_reasons"], t["pnl"], t["fees"])
+    still_open = np.bincount(o["variant"], minlength=len(names))
     metrics: dict[str, VariantMetrics] = {}
     for k, name in enumerate(names):
         counts = raw["counts"][k]
@@ -177,7 +180,7 @@ def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
             **tallies[name].__dict__,
             skips={r: int(counts[f"skip_{r}"]) for r in SKIP_REASONS},
             opens=int(counts["opens"]),
-            open_positions=still_open[name],
+            open_positions=int(still_open[k]),
             starting_balance=config.variant(name).starting_balance,
             balance=float(raw["balances"][k]),
             equity=float(curve[-1]) if curve.size else float(raw["balances"][k]),
@@ -192,6 +195,7 @@ def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
         symbols=tuple(symbols),
         trade_columns=t,
         open_columns=o,
+        exit_reasons=tuple(raw["exit_reasons"]),
     )
 
 
