@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,6 +145,12 @@ class DaemonProcess:
     def text(self) -> str:
         """Everything the daemon printed."""
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def health_port(text: str) -> int | None:
+    """The port of /health, from a daemon's log; None before it is serving."""
+    m = re.search(r"health on http://127\.0\.0\.1:(\d+)/health", text)
+    return int(m[1]) if m else None
 
 
 # -- the database's invariants ---------------------------------------------------------------------------

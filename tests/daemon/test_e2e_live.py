@@ -7,6 +7,7 @@ anything the process writes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections import defaultdict
@@ -14,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from sigil.daemon.scanner import to_dt
@@ -21,7 +23,8 @@ from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import Faults, SimExchange
 from sigil.store import PositionStore, open_database
 
-from .stack import DaemonProcess, book_problems, config, cut, rows, sigil_env, span
+from .conftest import wait_until
+from .stack import DaemonProcess, book_problems, config, cut, health_port, rows, sigil_env, span
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -76,6 +79,13 @@ async def test_live_daemon_books_what_the_exchange_filled(tmp_path: Path, pg: An
         d = DaemonProcess.spawn(
             tmp_path / "daemon.log", url, str(sim.url), *LIVE, "--until", str(until), env=keys_env()
         )
+        await wait_until(lambda: d.proc.poll() is not None or health_port(d.text()) is not None, timeout=60)
+        port = health_port(d.text())
+        assert port is not None, d.text()[-3000:]
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as r:
+            health = await r.text()
+        assert KEY not in health and SECRET not in health
+        assert json.loads(health)["broker"]["mode"] == "live"
         assert await d.wait(200) == 0, d.text()[-3000:]
         text = d.text()
     finally:

@@ -22,7 +22,7 @@ from sigil.daemon.scheduler import job_id
 from sigil.exchange.sim import Faults, SimExchange
 
 from .conftest import wait_until
-from .stack import DaemonProcess, book_problems, config, cut, heartbeats, rows, span
+from .stack import DaemonProcess, book_problems, config, cut, health_port, heartbeats, rows, span
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -47,11 +47,6 @@ def scheduler_started_at(text: str) -> float | None:
         if "scheduler started" in line:
             return _log_time(line)
     return None
-
-
-def health_port(text: str) -> int | None:
-    m = re.search(r"health on http://127\.0\.0\.1:(\d+)/health", text)
-    return int(m[1]) if m else None
 
 
 async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, pg: Any) -> None:

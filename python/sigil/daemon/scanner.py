@@ -253,8 +253,10 @@ class Scanner:
         }
 
     def describe(self) -> dict[str, Any]:
-        """What /health shows about trading: market time decided up to, universe, exchange counters."""
+        """What /health shows about trading: market time decided up to, universe, exchange counters,
+        and the broker (``paper`` or ``live``, with the variants' balances; never a key)."""
         return {
+            "broker": self.broker.health(),
             "market_time": None if self.cutoff_ms is None else to_dt(self.cutoff_ms).isoformat(),
             "universe": len(self.universe.symbols),
             "exchange": self.client.health(),
