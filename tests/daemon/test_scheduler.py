@@ -380,3 +380,23 @@ async def test_two_schedulers_starting_together_create_the_table_once(database_u
     assert stored_jobs(database_url) == []
     for d in daemons:
         d.scheduler.jobstore.engine.dispose()
+
+
+def test_migrations_create_the_job_table_in_the_job_stores_own_shape(migrated_url: str) -> None:
+    """``sigil migrate`` owns every table, the scheduler's included; its columns, types and index are
+    the ones APScheduler's job store would have created."""
+    from sqlalchemy import inspect
+
+    store = make_jobstore(migrated_url)
+    try:
+        db = inspect(store.engine)
+        have = {c["name"]: (str(c["type"]), c["nullable"]) for c in db.get_columns("apscheduler_jobs")}
+        dialect = store.engine.dialect
+        want = {c.name: (str(c.type.compile(dialect=dialect)), c.nullable) for c in store.jobs_t.columns}
+        # FLOAT(25) is PostgreSQL's double precision.
+        assert {k: (t.replace("FLOAT(25)", "DOUBLE PRECISION"), n) for k, (t, n) in want.items()} == have
+        assert db.get_pk_constraint("apscheduler_jobs")["constrained_columns"] == ["id"]
+        indexed = {tuple(i["column_names"]) for i in db.get_indexes("apscheduler_jobs")}
+        assert {tuple(c.name for c in i.columns) for i in store.jobs_t.indexes} <= indexed
+    finally:
+        store.engine.dispose()

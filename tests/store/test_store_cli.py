@@ -51,7 +51,7 @@ def test_migrate_and_status_on_the_embedded_default(sigil_home: Path) -> None:
 async def test_migrate_and_status_on_a_given_url(empty_db_url: str) -> None:
     migrated = run_cli("migrate", "--database-url", empty_db_url)
     assert migrated.returncode == 0, migrated.stderr
-    assert "schema at version 5 (5 migration(s) applied now)" in migrated.stdout
+    assert "schema at version 6 (6 migration(s) applied now)" in migrated.stdout
     assert "embedded" not in migrated.stdout and "host=" in migrated.stdout
 
     db = await Database.open(empty_db_url, min_size=1, max_size=1)

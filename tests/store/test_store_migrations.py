@@ -62,6 +62,7 @@ async def test_fresh_database_then_rerun_is_a_noop(empty_db: Database) -> None:
         "variant_accounts",
         "scanner_heartbeats",
         "events",
+        "apscheduler_jobs",
         "schema_migrations",
     } <= await _tables(empty_db)
     status = await require_current(empty_db)
@@ -164,7 +165,7 @@ async def test_variant_id_step_on_populated_database_with_duplicates(empty_db: D
                 status,
                 T0 + timedelta(hours=hours),
             )
-    assert [m.version for m in await migrate(empty_db)] == [3, 4, 5]
+    assert [m.version for m in await migrate(empty_db)] == [3, 4, 5, 6]
     async with empty_db.connection("check") as conn:
         got = await conn.fetch(
             "SELECT id, variant_id, symbol, status, opened_at, exit_reason FROM micro_positions ORDER BY id"

@@ -163,7 +163,8 @@ class DaemonScheduler:
         log.info("scheduler started: %s", ", ".join(f"{j.name} every {j.interval_s:g}s" for j in self.jobs))
 
     def _ensure_table(self) -> None:
-        """Creates the job table under a transaction-scoped advisory lock.
+        """Creates the job table, if missing, under a transaction-scoped advisory lock (a migrated
+        database has it already: migration 0006).
 
         APScheduler creates it on start with a check-then-create that is not atomic: two daemons
         starting together on one database would both try, and one would fail.
