@@ -55,13 +55,22 @@ impl Series<'_> {
             }
         }
         let mut candles = Vec::with_capacity(n);
+        let mut ok = true;
+        let mut prev = i64::MIN;
         for i in 0..n {
             let c = self.candle(i);
-            c.validate(i)?;
-            if i > 0 && self.time[i] <= self.time[i - 1] {
-                return Err(EngineError::Unsorted { index: i });
-            }
+            // Branch-free over the whole series; the first bad row is looked for only if there is one.
+            ok &= c.is_valid() & (i == 0 || c.open_time > prev);
+            prev = c.open_time;
             candles.push(c);
+        }
+        if !ok {
+            for (i, c) in candles.iter().enumerate() {
+                c.validate(i)?;
+                if i > 0 && c.open_time <= candles[i - 1].open_time {
+                    return Err(EngineError::Unsorted { index: i });
+                }
+            }
         }
         Ok(Packed { symbol: self.symbol, tf_ms: self.tf_ms, candles })
     }

@@ -215,3 +215,37 @@ async def test_an_order_nobody_can_look_up_is_an_unknown_outcome(start_sim, bund
         assert e.value.client_order_id == "sigil-o3"
         assert sim.stats.requests["queryOrder"] == 2  # a read is retried
         assert broker.holding(name, "BTC/USDT") == 0.0
+
+
+async def test_a_sell_whose_outcome_was_lost_is_looked_up_before_selling_again(
+    start_sim, bundled_series
+) -> None:
+    sim = await _lost_orders_sim(start_sim, bundled_series, endpoints=frozenset())
+    cfg = fast_config(timeout_s=0.3, retries=0)
+    async with ExchangeClient.from_config(cfg, url=sim.url, live=True, environ=FAKE_KEYS) as client:
+        broker = make_broker(client, VARIANTS)
+        name = VARIANTS[0].name
+        last = await client.last_price("BTC/USDT")
+        buy = await broker.open(name, "BTC/USDT", last, client_order_id="sigil-o5")
+        # The sell executes but neither its answer nor the lookup's comes back.
+        sim.faults = Faults(hang_s=10.0, endpoints=frozenset({"order", "queryOrder"}), rate_lost_answer=1.0)
+        with pytest.raises(OrderOutcomeUnknown):
+            await broker.close(name, "BTC/USDT", buy.qty, last, client_order_id="sigil-c5")
+        assert sim.stats.requests["order"] == 2 and "BTC" in sim.balances
+        sold_btc = sim.balances["BTC"]
+        # While the exchange still cannot answer, nothing is sent again.
+        with pytest.raises(OrderOutcomeUnknown, match="still unknown"):
+            await broker.close(name, "BTC/USDT", buy.qty, last, client_order_id="sigil-c5", maybe_sent=True)
+        assert sim.stats.requests["order"] == 2
+        # Once it answers, the sell is found: the same fill, and no second sell.
+        sim.faults = Faults()
+        sell = await broker.close(
+            name, "BTC/USDT", buy.qty, last, client_order_id="sigil-c5", maybe_sent=True
+        )
+        assert sim.stats.requests["order"] == 2 and sim.balances["BTC"] == sold_btc
+        assert sell.order_id == "2" and sell.qty <= buy.qty and broker.holding(name, "BTC/USDT") == 0.0
+        assert sim.balances["USDT"] == pytest.approx(1000.0 - buy.gross + sell.amount, abs=1e-6)
+        # A sell that never went out is simply sent.
+        again = await broker.open(name, "BTC/USDT", last, client_order_id="sigil-o6")
+        await broker.close(name, "BTC/USDT", again.qty, last, client_order_id="sigil-c6", maybe_sent=True)
+        assert sim.stats.requests["order"] == 4

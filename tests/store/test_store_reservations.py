@@ -138,3 +138,31 @@ async def test_a_reservation_blocks_the_pair_in_every_process(db: Database) -> N
         assert not is_open and until == int((T0 + COOLDOWN).timestamp() * 1000)
     finally:
         await mirror.stop()
+
+
+async def test_a_sell_in_flight_is_noted_on_the_open_position(db: Database) -> None:
+    store = PositionStore(db)
+    pid = await reserve(store)
+    close = dict(closed_at=T0 + HOUR, exit_price=2.0, gross=99.0, exit_fee=0.1, exit_reason="hard_stop")
+    with pytest.raises(PositionNotOpen, match="record its fill or cancel it first"):
+        await store.close_position(pid, **close)  # type: ignore[arg-type]
+    await store.record_fill(
+        pid, entry_price=2.0, qty=49.9, stake=99.8, entry_fee=0.1, stop_price=1.9, order_id="76"
+    )
+    await store.mark_selling(pid, "sigil-c1")
+    (p,) = await store.open_positions()
+    assert p.exit_order_id == "sigil-c1" and p.is_open
+    closed = await store.close_position(
+        pid,
+        closed_at=T0 + HOUR,
+        exit_price=2.0,
+        gross=99.0,
+        exit_fee=0.1,
+        exit_reason="hard_stop",
+        order_id="77",
+    )
+    assert closed.exit_order_id == "77"
+    with pytest.raises(PositionNotOpen, match="not open"):
+        await store.mark_selling(pid, "sigil-c1")
+    with pytest.raises(InvalidOrder, match="order_id"):
+        await store.mark_selling(pid, "")

@@ -16,7 +16,8 @@ the position first (the advisory lock, the re-check and the unique index decide,
 never both send an order for one pair), then the order goes out under the client id
 ``sigil-o<position id>``, then the exchange's fill is recorded into the reservation. An order that did
 not execute closes the reservation with no P&L and the money back; one whose outcome could not be
-learnt stays reserved at its estimate, and is settled by looking the order up at the next rebuild. A
+learnt stays reserved at its estimate, is not sold, and is looked up again at the start of every pass
+until the exchange answers (every rebuild does the same, which settles what a crash left behind). A
 live sell that fails leaves the position open (the next candle or exit pass tries again).
 
 **Exit pass** (every ``daemon.exit_interval_s``, when ``daemon.exit_pass``): checks the open
@@ -167,6 +168,10 @@ class Scanner:
         #: Candles of a symbol closing at or before this time only warm the engine up.
         self._trade_after: dict[str, int] = {}
         self._pending: dict[tuple[int, str], _Pending] = {}
+        #: Live reservations whose order's outcome is unknown: not sold until they are settled.
+        self._unsettled: set[int] = set()
+        #: Live positions a sell was sent for, outcome not recorded: looked up before selling again.
+        self._selling: set[int] = set()
         self._pos_id: dict[tuple[int, str], int] = {}
         self._trail: dict[int, tuple[bool, float, float | None]] = {}
         #: Pairs whose own open or close is being committed (their mirror change is applied by us).
@@ -311,6 +316,9 @@ class Scanner:
         after = set(self.universe.symbols)
         # Symbols that just left are fetched once more so their last candles are decided in order.
         self._draining = (self._draining | (before - after)) - after
+        if self._unsettled and not self._dirty and await self._settle_reservations():
+            # The engine holds estimates for what is now settled: rebuild it from the database.
+            self._dirty = True
         symbols = self._scan_list()
         fetched, failed = await self._fetch(symbols, now)
         for sym, kind in sorted(failed.items()):
@@ -524,9 +532,11 @@ class Scanner:
         try:
             fill = await self.broker.open(name, sym, price, time_ms=t, client_order_id=cid)
         except OrderOutcomeUnknown as e:
-            # It may have executed: the reservation stays, at its estimate, until a rebuild settles it.
+            # It may have executed: the reservation stays, at its estimate, and the next pass rebuilds
+            # from the database, which first settles it by looking the order up again.
             counts.error(type(e).__name__)
             await self._record_error(f"open {name} {sym}: {e}", t, symbol=sym)
+            self._unsettled.add(reserved.id)
             return _reserved_fill(reserved, price)
         except (OrderRefused, ExchangeRejected, ExchangeUnavailable) as e:
             counts.error(_kind(e))
@@ -555,11 +565,14 @@ class Scanner:
         # The broker never booked it; the balance and the cooldown now come from the database.
         await self._resync(reserved.symbol)
 
-    async def _settle_reservations(self) -> None:
+    async def _settle_reservations(self) -> int:
         """Live: looks up the order of every reservation whose fill was never recorded (an answer lost,
-        or a crash between the send and the record) and records its fill or cancels it."""
+        or a crash between the send and the record) and records its fill or cancels it; returns how
+        many were settled. One the exchange cannot tell about stays reserved, and is looked up again
+        at the start of the next pass."""
         if not isinstance(self.broker, LiveBroker):
-            return
+            return 0
+        settled = 0
         for p in await self.positions.open_positions():
             if not p.reserved or p.variant not in self._vid:
                 continue
@@ -575,6 +588,8 @@ class Scanner:
                 )
             else:
                 await self._record_live_fill(p, fill)
+            settled += 1
+        return settled
 
     async def _skip(
         self, v: int, sym: str, t: int, reason: str, counts: _Counts, detail: dict[str, Any] | None = None
@@ -592,14 +607,30 @@ class Scanner:
         pid = self._pos_id.get((v, sym))
         if pos is None or pid is None:
             return
+        if pid in self._unsettled:
+            # Whether (and how much) was bought is not known yet: selling now could sell what is not
+            # held. The next rebuild settles it first; the exit is decided again on the next candle.
+            counts.error(OrderOutcomeUnknown.__name__)
+            await self._record_error(f"close {name} {sym} ({reason}): entry not settled yet", t, symbol=sym)
+            return
         qty = float(pos["qty"])
         cid = client_order_id("c", pid)
+        maybe_sent = pid in self._selling
+        if isinstance(self.broker, LiveBroker) and not maybe_sent:
+            await self.positions.mark_selling(pid, cid)
+            self._selling.add(pid)
+
+        async def sell() -> Fill:
+            return await self.broker.close(
+                name, sym, qty, price, time_ms=t, client_order_id=cid, maybe_sent=maybe_sent
+            )
+
         try:
             try:
-                fill = await self.broker.close(name, sym, qty, price, time_ms=t, client_order_id=cid)
+                fill = await sell()
             except OrderRefused:
                 await self._resync()
-                fill = await self.broker.close(name, sym, qty, price, time_ms=t, client_order_id=cid)
+                fill = await sell()
         except (ExchangeRejected, ExchangeUnavailable, OrderOutcomeUnknown) as e:
             # A live sell that failed: the position stays open here and in the database, and the next
             # candle (or exit pass) decides again.
@@ -634,6 +665,7 @@ class Scanner:
         pid = self._pos_id.pop((v, sym), None)
         if pid is not None:
             self._trail.pop(pid, None)
+            self._selling.discard(pid)
 
     async def _record_error(self, message: str, now_ms: int, symbol: str | None = None) -> None:
         try:
@@ -734,6 +766,8 @@ class Scanner:
         # The rebuild calls back for every pair the database holds: the new engine's guard follows it.
         await self.mirror.rebuild()
         open_positions = await self.positions.open_positions()
+        self._unsettled = {p.id for p in open_positions if p.reserved}
+        self._selling = {p.id for p in open_positions if p.exit_order_id is not None}
         for p in open_positions:
             v = self._vid.get(p.variant)
             if v is None:

@@ -93,6 +93,7 @@ class Broker(Protocol):
         *,
         time_ms: int | None = None,
         client_order_id: str | None = None,
+        maybe_sent: bool = False,
     ) -> Fill: ...
 
     def health(self) -> dict[str, Any]: ...
@@ -243,8 +244,9 @@ class PaperBroker(_Ledger):
         *,
         time_ms: int | None = None,
         client_order_id: str | None = None,
+        maybe_sent: bool = False,
     ) -> Fill:
-        """Sells ``qty`` of ``symbol`` at reference ``price``."""
+        """Sells ``qty`` of ``symbol`` at reference ``price`` (the order arguments are a live broker's)."""
         v = self._check_close(variant, symbol, qty, price)
         fill_price, gross, fee, proceeds = _core.sell_fill(price, qty, v.fee_rate, v.slippage)
         balance = self._book_sell(variant, symbol, qty, proceeds)
@@ -356,15 +358,31 @@ class LiveBroker(_Ledger):
         *,
         time_ms: int | None = None,
         client_order_id: str | None = None,
+        maybe_sent: bool = False,
     ) -> Fill:
-        """Market-sells ``qty`` of ``symbol`` (rounded down to the exchange's lot size)."""
+        """Market-sells ``qty`` of ``symbol`` (rounded down to the exchange's lot size).
+
+        ``maybe_sent``: an earlier attempt under the same ``client_order_id`` may have executed (its
+        outcome was never learnt). The order is looked up first and, if the exchange has it, that fill
+        is the answer: selling again would sell coins this variant no longer holds. When the lookup
+        cannot answer, nothing is sent (:class:`OrderOutcomeUnknown`)."""
         v = self._check_close(variant, symbol, qty, price)
         await self.client.load_markets()
         base, quote = self._assets(symbol)
-        amount_str = self.client.exchange.amount_to_precision(symbol, qty)
-        order = await self._place(
-            f"market sell {symbol}", "create_market_sell_order", symbol, float(amount_str), client_order_id
-        )
+        order = None
+        if maybe_sent and client_order_id is not None:
+            try:
+                order = await self._look_up(symbol, client_order_id)
+            except (ExchangeRejected, ExchangeUnavailable) as e:
+                raise OrderOutcomeUnknown(
+                    f"market sell {symbol}: an earlier attempt's outcome is still unknown: {e}",
+                    client_order_id,
+                ) from e
+        if order is None:
+            amount = float(self.client.exchange.amount_to_precision(symbol, qty))
+            order = await self._place(
+                f"market sell {symbol}", "create_market_sell_order", symbol, amount, client_order_id
+            )
         filled, avg, gross, fee_quote, fee_base = _order_numbers(order, symbol, base, quote, v.fee_rate)
         fee = fee_quote + fee_base * avg
         proceeds = gross - fee

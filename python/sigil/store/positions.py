@@ -74,7 +74,10 @@ class Position:
     fees: float | None
     #: ``paper``, ``reserved`` (a live order sent, its fill not recorded yet) or ``exchange``.
     fill: str = FILL_PAPER
+    #: The exchange's id of a live buy.
     entry_order_id: str | None = None
+    #: Closed: the exchange's id of the live sell. Open: the client id of a sell that was sent but
+    #: not recorded (its outcome must be looked up before selling again).
     exit_order_id: str | None = None
 
     @property
@@ -304,8 +307,9 @@ class PositionStore:
         ``gross`` is qty × exit price and ``exit_fee`` its fee (``sigil._core.sell_fill``); the account
         is credited ``gross - exit_fee``, and ``pnl = (gross - exit_fee) - (stake + entry_fee)``,
         ``fees = entry_fee + exit_fee``. The protection is left as it is (it ran from the open).
-        Raises :class:`PositionNotOpen` when the position is unknown or already closed,
-        :class:`InvalidOrder` for a bad value (including a close before the open).
+        Raises :class:`PositionNotOpen` when the position is unknown, already closed, or a live
+        reservation whose fill is not recorded; :class:`InvalidOrder` for a bad value (including a
+        close before the open).
         """
         closed_at = _checks.utc("closed_at", closed_at, InvalidOrder)
         exit_price = _checks.positive("exit_price", exit_price, InvalidOrder)
@@ -331,6 +335,11 @@ class PositionStore:
                 conn, position_id, closed_at, exit_price, gross, exit_fee, exit_reason, order_id
             )
             if row is None:
+                if await _is_reserved(conn, position_id):
+                    raise PositionNotOpen(
+                        f"position #{position_id} ({variant} {symbol}) is a reservation whose fill is not"
+                        " recorded: record its fill or cancel it first"
+                    )
                 raise PositionNotOpen(f"position #{position_id} ({variant} {symbol}) is already closed")
             position = _position(row)
             after = await self.accounts.credit(conn, variant, proceeds)
@@ -454,6 +463,21 @@ class PositionStore:
         if self._mirror is not None:
             self._mirror.apply(change, generation=generation)
         return position
+
+    async def mark_selling(self, position_id: int, client_order_id: str) -> None:
+        """Notes, before a live sell is sent, the client id it goes out under, so that a later attempt
+        (or a restart) looks it up instead of selling twice. :class:`PositionNotOpen` when the position
+        is not open."""
+        _check_id(position_id)
+        cid = _order_id(client_order_id)
+        async with self._db.connection(f"mark selling #{position_id}") as conn:
+            status = await conn.execute(
+                "UPDATE micro_positions SET exit_order_id = $2 WHERE id = $1 AND status = 'open'",
+                position_id,
+                cid,
+            )
+        if status.endswith(" 0"):
+            raise PositionNotOpen(f"position #{position_id} is not open")
 
     async def _lock_reservation(self, conn: Connection, position_id: int) -> tuple[str, str, float]:
         """Locks an open reservation's pair and row; (variant, symbol, reserved cost)."""
@@ -618,6 +642,14 @@ async def _insert_open(conn: Connection, o: _Open) -> Any:
     )
 
 
+async def _is_reserved(conn: Connection, position_id: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT fill = 'reserved' FROM micro_positions WHERE id = $1 AND status = 'open'", position_id
+        )
+    )
+
+
 async def _select_pair(conn: Connection, position_id: int) -> tuple[str, str, datetime] | None:
     r = await conn.fetchrow(
         "SELECT variant_id, symbol, opened_at FROM micro_positions WHERE id = $1", position_id
@@ -640,7 +672,7 @@ async def _update_close(
         "UPDATE micro_positions SET status = 'closed', closed_at = $2, exit_price = $3, exit_reason = $6,"
         " exit_order_id = $7,"
         " pnl = ($4::float8 - $5::float8) - (stake + entry_fee), fees = entry_fee + $5::float8"
-        f" WHERE id = $1 AND status = 'open' RETURNING {_COLUMNS}",
+        f" WHERE id = $1 AND status = 'open' AND fill <> 'reserved' RETURNING {_COLUMNS}",
         position_id,
         closed_at,
         exit_price,
