@@ -462,11 +462,12 @@ def test_stop_level_never_moves_down_and_bounds_every_stop_exit(series: CandleSe
             if key in levels:
                 assert now[key] >= levels[key], f"{key}: stop level moved down at candle {n - 1}"
         trades = raw["trades"]
+        reasons = [raw["exit_reasons"][int(code)] for code in trades["exit_reason"]]
         o = float(series.open[n - 1])
         close_time = int(series.time[n - 1]) + series.timeframe_ms
         for k in range(len(trades["qty"])):
             key = (names[int(trades["variant"][k])], int(trades["entry_time"][k]))
-            if int(trades["exit_time"][k]) != close_time or trades["exit_reason"][k] == "time_stop":
+            if int(trades["exit_time"][k]) != close_time or reasons[k] == "time_stop":
                 continue
             slip = config.variant(key[0]).slippage
             p = float(trades["exit_price"][k])
