@@ -609,7 +609,7 @@ class Scanner:
             return
         if pid in self._unsettled:
             # Whether (and how much) was bought is not known yet: selling now could sell what is not
-            # held. The next rebuild settles it first; the exit is decided again on the next candle.
+            # held. The start of the next pass settles it first; the exit is decided again then.
             counts.error(OrderOutcomeUnknown.__name__)
             await self._record_error(f"close {name} {sym} ({reason}): entry not settled yet", t, symbol=sym)
             return
