@@ -1,4 +1,4 @@
-"""Sigil: a breakout-scanning crypto paper-trading daemon with a Rust engine.
+"""Sigil: a breakout-scanning crypto trading daemon (paper, or live behind --live) with a Rust engine.
 
 The numeric core lives in :mod:`sigil._core` (Rust); this package re-exports its public API:
 

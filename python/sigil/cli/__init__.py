@@ -32,7 +32,7 @@ EXIT_BAD_INPUT = 2
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser. ``command`` gets its full parser (every command when None), the rest a stub."""
     parser = argparse.ArgumentParser(
-        prog="sigil", description="Sigil: breakout-scanning paper-trading daemon."
+        prog="sigil", description="Sigil: breakout-scanning trading daemon (paper unless --live)."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_line) in COMMANDS.items():
