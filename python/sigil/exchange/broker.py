@@ -371,13 +371,7 @@ class LiveBroker(_Ledger):
         base, quote = self._assets(symbol)
         order = None
         if maybe_sent and client_order_id is not None:
-            try:
-                order = await self._look_up(symbol, client_order_id)
-            except (ExchangeRejected, ExchangeUnavailable) as e:
-                raise OrderOutcomeUnknown(
-                    f"market sell {symbol}: an earlier attempt's outcome is still unknown: {e}",
-                    client_order_id,
-                ) from e
+            order = await self._find(f"market sell {symbol} (an earlier attempt)", symbol, client_order_id)
         if order is None:
             amount = float(self.client.exchange.amount_to_precision(symbol, qty))
             order = await self._place(
@@ -404,15 +398,19 @@ class LiveBroker(_Ledger):
                 raise OrderOutcomeUnknown(
                     f"{what}: {lost}; the order had no client id to look it up by, check the exchange", ""
                 ) from lost
-            try:
-                order = await self._look_up(symbol, client_order_id)
-            except (ExchangeRejected, ExchangeUnavailable) as e:
-                raise OrderOutcomeUnknown(
-                    f"{what}: {lost}; looking it up failed: {e}", client_order_id
-                ) from e
+            order = await self._find(f"{what}: {lost};", symbol, client_order_id)
             if order is None:
                 raise lost from None  # never executed: the send's own failure is the answer
             return order
+
+    async def _find(self, what: str, symbol: str, client_order_id: str) -> Any | None:
+        """:meth:`_look_up`, with an exchange that cannot answer turned into :class:`OrderOutcomeUnknown`."""
+        try:
+            return await self._look_up(symbol, client_order_id)
+        except (ExchangeRejected, ExchangeUnavailable) as e:
+            raise OrderOutcomeUnknown(
+                f"{what} outcome still unknown, looking it up failed: {e}", client_order_id
+            ) from e
 
     async def _look_up(self, symbol: str, client_order_id: str) -> Any | None:
         """The order named ``client_order_id``, or None when the exchange does not know it."""
