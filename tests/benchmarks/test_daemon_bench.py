@@ -23,16 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import cProfile
-import json
 import pstats
-import queue
-import re
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -56,12 +52,12 @@ HOUR = 3_600_000
 ROUNDS = 8
 RSS_DAYS = 30
 SIGIL_DIR = str(Path(sigil.__file__).resolve().parent)
-CLI = "import sys; from sigil.cli import main; sys.exit(main(sys.argv[1:]))"
 #: Market time the runs start at: every pair of the universe is listed by then.
 START = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp() * 1000)
 
 sys.path.insert(0, str(REPO / "tests"))
 from pg import PgServer  # noqa: E402
+from sim_process import SimProcess, sim_clock  # noqa: E402
 
 RecordRatio = Callable[[str, float, str], None]
 Capsys = pytest.CaptureFixture[str]
@@ -71,37 +67,11 @@ Capsys = pytest.CaptureFixture[str]
 def simulator() -> Iterator[str]:
     """``sigil exchange-sim`` with 50 ms latency on a frozen clock; its URL."""
     args = ["--data", str(DATA), "--port", "0", "--speed", "0", "--start", str(START)]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CLI, "exchange-sim", *args, "--latency-ms", str(LATENCY_MS)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()], daemon=True).start()
-    url = None
-    deadline = time.monotonic() + 60
-    while url is None and time.monotonic() < deadline:
-        with contextlib.suppress(queue.Empty):
-            m = re.search(r"listening on (http://\S+)", lines.get(timeout=1))
-            url = m.group(1) if m else None
-    if url is None:
-        proc.kill()
-        pytest.fail("exchange-sim did not start")
+    sim = SimProcess([*args, "--latency-ms", str(LATENCY_MS)])
     try:
-        yield url
+        yield sim.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def clock(url: str, **body: Any) -> dict[str, Any]:
-    req = urllib.request.Request(
-        f"{url}/sim/clock", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        out: dict[str, Any] = json.loads(r.read())
-        return out
+        sim.stop()
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -192,7 +162,7 @@ def test_candle_close_to_last_decision(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = pg.create_database(migrated=True)
-    clock(simulator, now_ms=START)
+    sim_clock(simulator, now_ms=START)
     daemon = DaemonThread(url, simulator, "daemon.scan_interval_s=1", "daemon.exit_pass=false")
     latencies: list[float] = []
     durations: list[float] = []
@@ -213,7 +183,7 @@ def test_candle_close_to_last_decision(
             market[0] += HOUR
             c0 = time.process_time()
             t0 = time.perf_counter()
-            clock(simulator, now_ms=market[0])  # the candle closes now (simulated clock)
+            sim_clock(simulator, now_ms=market[0])  # the candle closes now (simulated clock)
             report = daemon.wait_market(market[0])
             latencies.append(daemon.last_decision - t0)
             durations.append(report.duration_s)
@@ -275,7 +245,7 @@ def test_daemon_rss_over_a_month_of_simulated_trading(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = pg.create_database(migrated=True)
-    clock(simulator, now_ms=START)
+    sim_clock(simulator, now_ms=START)
     fast = ["daemon.scan_interval_s=0.2", "daemon.exit_pass=false", "exchange.rate_limit_ms=1"]
     cmd = [sys.executable, "-m", "sigil", "daemon", "--database-url", url, "--exchange-url", simulator]
     cmd += ["--health-port", "0", "--quiet", *[a for s in fast for a in ("--set", s)]]
@@ -300,12 +270,12 @@ def test_daemon_rss_over_a_month_of_simulated_trading(
         after_passes(1)
         samples["after warm-up"] = rss_kib(proc.pid)
         market += HOUR
-        clock(simulator, now_ms=market)
+        sim_clock(simulator, now_ms=market)
         after_passes(heartbeats() + 2)
         samples["after 1 simulated hour"] = rss_kib(proc.pid)
         for _ in range(RSS_DAYS):
             market += 24 * HOUR
-            clock(simulator, now_ms=market)
+            sim_clock(simulator, now_ms=market)
             after_passes(heartbeats() + 2)
         samples[f"after {RSS_DAYS} simulated days"] = rss_kib(proc.pid)
 

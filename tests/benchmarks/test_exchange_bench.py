@@ -19,15 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
-import json
 import pstats
-import queue
-import re
-import subprocess
-import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +31,7 @@ import sigil
 from sigil.config import ExchangeConfig
 from sigil.data.candles import load_universe
 from sigil.exchange.ccxt_client import ExchangeClient, PassResult
+from sim_process import SimProcess, sim_clock
 
 RecordRatio = Callable[[str, float, str], None]
 
@@ -48,7 +42,6 @@ LATENCY_MS = 50
 HOUR = 3_600_000
 ROUNDS = 3
 SIGIL_DIR = str(Path(sigil.__file__).resolve().parent)
-CLI = "import sys; from sigil.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.fixture(scope="module")
@@ -58,30 +51,11 @@ def simulator() -> Iterator[tuple[str, list[str]]]:
     start = min(int(s.time[-1]) for s in series) - 24 * HOUR
     symbols = sorted(s.symbol for s in series if int(s.time[0]) < start - 10 * HOUR)
     args = ["--data", str(DATA), "--port", "0", "--speed", "0", "--start", str(start)]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CLI, "exchange-sim", *args, "--latency-ms", str(LATENCY_MS)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()], daemon=True).start()
-    url = None
-    deadline = time.monotonic() + 60
-    while url is None and time.monotonic() < deadline:
-        try:
-            m = re.search(r"listening on (http://\S+)", lines.get(timeout=1))
-        except queue.Empty:
-            continue
-        url = m.group(1) if m else None
-    if url is None:
-        proc.kill()
-        pytest.fail("exchange-sim did not start")
+    sim = SimProcess([*args, "--latency-ms", str(LATENCY_MS)])
     try:
-        yield url, symbols
+        yield sim.url, symbols
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        sim.stop()
 
 
 @pytest.fixture
@@ -96,15 +70,6 @@ def record(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -
                 print(f"\n{name}: {value:.2f}x ({note})")
 
     return recorder
-
-
-def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        out: dict[str, Any] = json.loads(r.read())
-        return out
 
 
 def _split(profile: cProfile.Profile) -> dict[str, float]:
@@ -140,7 +105,7 @@ def test_one_new_candle_for_every_symbol(
     passes: list[PassResult] = []
 
     def advance() -> None:
-        _post(f"{url}/sim/clock", {"advance_ms": HOUR})
+        sim_clock(url, advance_ms=HOUR)
 
     def one_pass() -> PassResult:
         c0 = time.process_time()

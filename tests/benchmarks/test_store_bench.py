@@ -23,6 +23,7 @@ import pytest
 
 from sigil.store import AccountStore, Database, GuardMirror, PositionStore, SkipReason, migrate
 from sigil.store.db import DatabaseTarget
+from store.store_workers import order_args
 
 pytestmark = pytest.mark.postgres
 
@@ -76,7 +77,7 @@ class _Bench:
                 kind = (i + VARIANTS.index(v)) % 3
                 if kind == 2:
                     continue
-                r = await store.open_position(**_order(v, symbol, T0))
+                r = await store.open_position(**order_args(v, symbol, T0))
                 if kind == 1 and r.position is not None:
                     await store.close_position(
                         r.position.id,
@@ -92,24 +93,6 @@ class _Bench:
         self.run(self.db.close())
         self.loop.close()
         shutil.rmtree(self.home, ignore_errors=True)
-
-
-def _order(
-    variant: str, symbol: str, at: datetime, cooldown: timedelta = timedelta(hours=8)
-) -> dict[str, Any]:
-    return dict(
-        variant=variant,
-        symbol=symbol,
-        opened_at=at,
-        entry_price=2.0,
-        qty=5.0,
-        stake=10.0,
-        entry_fee=0.01,
-        stop_pct=0.03,
-        stop_price=1.94,
-        atr_at_entry=0.05,
-        cooldown=cooldown,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +185,7 @@ def test_open_close_alone(benchmark: Any, bench: _Bench, request: pytest.Fixture
     async def cycles() -> None:
         for _ in range(CYCLES):
             k = next(bench.counter)
-            r = await store.open_position(**_order("bench", f"A{k}/USDT", T0))
+            r = await store.open_position(**order_args("bench", f"A{k}/USDT", T0))
             assert r.position is not None
             await store.close_position(
                 r.position.id, closed_at=T0, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual"
@@ -229,7 +212,7 @@ def test_open_close_8_way_contention(benchmark: Any, bench: _Bench, request: pyt
     async def contender(c: int) -> None:
         for i in range(CYCLES // 2):
             symbol = f"C{(c + i) % CONTENDED_PAIRS}/USDT"
-            r = await store.open_position(**_order("bench", symbol, T0, cooldown=zero))
+            r = await store.open_position(**order_args("bench", symbol, T0, cooldown=zero))
             if r.position is None:
                 assert r.refused is SkipReason.OPEN
                 outcomes["refused"] = outcomes.get("refused", 0) + 1

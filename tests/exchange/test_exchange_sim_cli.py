@@ -8,9 +8,10 @@ import sys
 
 import aiohttp
 import pytest
-from exchange_helpers import BUNDLED, CLI, plain_binance, universe_dir
+from exchange_helpers import BUNDLED, plain_binance, universe_dir
 
 from sigil.cli import main
+from sim_process import CLI
 
 
 async def test_it_starts_serves_and_stops(sim_process) -> None:

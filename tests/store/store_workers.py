@@ -25,7 +25,7 @@ RACE_TIME = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 COOLDOWN = timedelta(hours=8)
 
 
-def order_args(variant: str, symbol: str, at: datetime) -> dict[str, Any]:
+def order_args(variant: str, symbol: str, at: datetime, cooldown: timedelta = COOLDOWN) -> dict[str, Any]:
     """A valid open request (stake 10 USDT at price 2.0, fee 0.1%)."""
     return dict(
         variant=variant,
@@ -38,7 +38,7 @@ def order_args(variant: str, symbol: str, at: datetime) -> dict[str, Any]:
         stop_pct=0.03,
         stop_price=1.94,
         atr_at_entry=0.05,
-        cooldown=COOLDOWN,
+        cooldown=cooldown,
     )
 
 
