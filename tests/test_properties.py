@@ -29,7 +29,7 @@ from reference.engine import WilderAtr, buy, hard_stop_pct, sell
 from sigil import _core
 from sigil.config import Config, load_config
 from sigil.data import CandleSeries
-from sigil.report.replay import ReplayResult, Trade, replay_series
+from sigil.research.replay import ReplayResult, Trade, replay_series
 
 SHIPPED = load_config()
 VariantModel = type(SHIPPED.variants[0])

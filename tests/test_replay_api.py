@@ -18,7 +18,7 @@ from reference import replay as reference_replay
 from sigil.config import load_config
 from sigil.data import CandleSeries, load_universe
 from sigil.errors import DataError
-from sigil.report.replay import ReplayResult, replay_series
+from sigil.research.replay import ReplayResult, replay_series
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 TRADE_FIELDS = {

@@ -20,7 +20,7 @@ from reference import replay as reference_replay
 from sigil import _core
 from sigil.config import Config, load_config
 from sigil.data import CandleSeries, load_universe
-from sigil.report.replay import ReplayResult, replay_series
+from sigil.research.replay import ReplayResult, replay_series
 
 REPO = Path(__file__).resolve().parents[1]
 LEGACY_FIXED3 = REPO / "config" / "legacy" / "fixed3.yaml"

@@ -16,14 +16,14 @@ from sigil._core import Atr, GuardTable, atr, atr_many, hard_stop_pct
 from sigil.errors import ConfigError, DataError, SigilError
 
 if TYPE_CHECKING:
-    from sigil.report.replay import ReplayResult, replay
+    from sigil.research.replay import ReplayResult, replay
 
 
 def __getattr__(name: str) -> Any:
     # Replay pulls in numpy and pyarrow; commands that do not replay (probe, status) start faster
     # without them.
     if name in ("replay", "ReplayResult"):
-        from sigil.report import replay as module
+        from sigil.research import replay as module
 
         return getattr(module, name)
     raise AttributeError(f"module 'sigil' has no attribute {name!r}")

@@ -164,6 +164,36 @@ class Config(BaseModel):
         raise ConfigError(f"unknown variant {name!r} (known: {', '.join(v.name for v in self.variants)})")
 
 
+#: Sections ``--set`` may change (variant postures come from their files only).
+OVERRIDABLE = ("daemon", "exchange", "database")
+
+
+def apply_overrides(config: Config, items: list[str]) -> Config:
+    """``config`` with each ``section.key=value`` applied (value parsed as YAML), validated again."""
+    if not items:
+        return config
+    data = config.settings.model_dump()
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, field_name = key.strip().partition(".")
+        if not sep or not dot or section not in OVERRIDABLE or not field_name:
+            raise ConfigError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(OVERRIDABLE)}"
+            )
+        if field_name not in data[section]:
+            raise ConfigError(f"--set {item!r}: {section}.{field_name}: unknown key")
+        try:
+            data[section][field_name] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: not a valid value: {e}") from None
+    try:
+        settings = SigilConfig.model_validate(data)
+    except ValidationError as e:
+        msg = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"--set: {msg}") from None
+    return config.model_copy(update={"settings": settings})
+
+
 def default_config_dir() -> Path:
     """The configuration shipped inside the package (``config/`` in the source tree)."""
     return Path(str(resources.files("sigil") / "defaults" / "config"))

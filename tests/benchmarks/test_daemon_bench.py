@@ -38,8 +38,7 @@ from typing import Any
 import pytest
 
 import sigil
-from sigil.cli.daemon import apply_overrides
-from sigil.config import load_config
+from sigil.config import apply_overrides, load_config
 from sigil.daemon.app import serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner

@@ -21,7 +21,7 @@ from reference import ENGINE_STOP_PCT_RULE, differences
 from reference import replay as reference_replay
 from sigil.config import Config, load_config
 from sigil.data import CandleSeries, load_universe
-from sigil.report.replay import replay_series
+from sigil.research.replay import replay_series
 
 RecordRatio = Callable[[str, float, str], None]
 
@@ -42,7 +42,7 @@ def peak_rss_mb():
 
 from sigil.config import load_config
 from sigil.data import load_universe
-from sigil.report.replay import replay_series
+from sigil.research.replay import replay_series
 
 config = load_config()
 imports = peak_rss_mb()

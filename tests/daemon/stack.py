@@ -21,8 +21,7 @@ from typing import Any
 
 import psycopg
 
-from sigil.cli.daemon import apply_overrides
-from sigil.config import Config, load_config
+from sigil.config import Config, apply_overrides, load_config
 from sigil.data.candles import CandleSeries, load_universe, read_candles
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
 from sigil.errors import DaemonNotRunning
 from sigil.exchange.sim import SimExchange
-from sigil.report.replay import replay_series
+from sigil.research.replay import replay_series
 
 from .conftest import wait_until
 from .stack import book_problems, config, cut, ms, rows, sigil_env, span

@@ -369,7 +369,7 @@ class Guard:
 
 @dataclass(frozen=True)
 class RefTrade:
-    """A closed trade, with the fields of ``sigil.report.replay.Trade``."""
+    """A closed trade, with the fields of ``sigil.research.replay.Trade``."""
 
     variant: str
     symbol: str
@@ -391,7 +391,7 @@ class RefOpenPosition:
     """A position still open at the end, with its stop state.
 
     ``stop_price`` is the level the next candle would be tested against (the trail when it is active
-    and above the hard stop, else the hard stop), as ``sigil.report.replay.OpenPosition`` reports it;
+    and above the hard stop, else the hard stop), as ``sigil.research.replay.OpenPosition`` reports it;
     ``hard_stop_price`` is ``entry_price * (1 - stop_pct)``.
     """
 
@@ -501,7 +501,7 @@ class RefVariantState:
 
 @dataclass
 class ReferenceResult:
-    """What the reference replay decided, shaped like ``sigil.report.replay.ReplayResult``."""
+    """What the reference replay decided, shaped like ``sigil.research.replay.ReplayResult``."""
 
     variants: tuple[str, ...]
     symbols: tuple[str, ...]
@@ -663,7 +663,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def differences(engine: Any, ref: ReferenceResult, limit: int = 12) -> list[str]:
-    """Every way ``engine`` (a ``sigil.report.replay.ReplayResult``) differs from ``ref``; [] when none.
+    """Every way ``engine`` (a ``sigil.research.replay.ReplayResult``) differs from ``ref``; [] when none.
 
     Compared exactly: the trade sequence (who, when, why) and every value of every trade; the positions
     still open (in variant order, then by entry time and symbol: the spec gives them no order); per

@@ -1,4 +1,5 @@
-"""The ``sigil`` command line. One module per command; each adds its parser and runs it.
+"""The ``sigil`` command line. One module per command; each adds its parser and runs it. ``args`` and
+``database`` hold what several commands share (argument types; the database arguments and session).
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming the problem); commands may define
 others (``sigil probe``: 1 stale).

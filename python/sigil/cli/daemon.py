@@ -17,15 +17,12 @@ import sys
 import time
 from typing import Any, TextIO
 
-import yaml
-from pydantic import ValidationError
-
 from sigil.cli.args import port, positive_int, seconds, time_ms
-from sigil.config import Config, SigilConfig, load_config
+from sigil.config import apply_overrides, load_config
 from sigil.daemon.app import RunLimits, serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner, to_dt
-from sigil.errors import ConfigError, DatabaseUnavailable, ExchangeUnavailable
+from sigil.errors import DatabaseUnavailable, ExchangeUnavailable
 
 #: Exit status when the database or the exchange is unreachable at start-up (try again later).
 EXIT_UNAVAILABLE = 1
@@ -94,36 +91,6 @@ def add_parser(sub: Any) -> None:
         help="log warnings and errors only (no progress line unless --progress)",
     )
     p.set_defaults(run=run)
-
-
-#: Sections ``--set`` may change (variant postures come from their files only).
-OVERRIDABLE = ("daemon", "exchange", "database")
-
-
-def apply_overrides(config: Config, items: list[str]) -> Config:
-    """``config`` with each ``section.key=value`` applied (value parsed as YAML), validated again."""
-    if not items:
-        return config
-    data = config.settings.model_dump()
-    for item in items:
-        key, sep, raw = item.partition("=")
-        section, dot, field_name = key.strip().partition(".")
-        if not sep or not dot or section not in OVERRIDABLE or not field_name:
-            raise ConfigError(
-                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(OVERRIDABLE)}"
-            )
-        if field_name not in data[section]:
-            raise ConfigError(f"--set {item!r}: {section}.{field_name}: unknown key")
-        try:
-            data[section][field_name] = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: not a valid value: {e}") from None
-    try:
-        settings = SigilConfig.model_validate(data)
-    except ValidationError as e:
-        msg = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"--set: {msg}") from None
-    return config.model_copy(update={"settings": settings})
 
 
 class Progress:

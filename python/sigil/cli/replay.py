@@ -10,8 +10,8 @@ from typing import Any
 
 from sigil.config import load_config
 from sigil.data.candles import load_universe
-from sigil.report.replay import iso, replay_series
 from sigil.report.table import variant_table
+from sigil.research.replay import iso, replay_series
 
 #: Runs shorter than this many candles finish too fast for a progress bar to help.
 PROGRESS_MIN_CANDLES = 100_000

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sigil.cli.migrate import add_database_args, with_database
+from sigil.cli.database import add_database_args, with_database
 from sigil.config import Config
-from sigil.daemon.book import Book, load_book
+from sigil.report.book import Book, load_book
 from sigil.report.table import variant_table
 from sigil.store import Database, require_current
 

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sigil.cli.migrate import add_database_args, with_database
+from sigil.cli.database import add_database_args, with_database
 from sigil.config import Config
 from sigil.store import (
     AccountStore,

@@ -11,7 +11,7 @@ from typing import Protocol
 
 
 class Row(Protocol):
-    """What a table row needs; :class:`~sigil.report.replay.VariantMetrics` provides it."""
+    """What a table row needs; :class:`~sigil.research.replay.VariantMetrics` provides it."""
 
     @property
     def closed_trades(self) -> int: ...
