@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         open_positions = await positions.open_positions()
         cooldowns = await SymbolProtectionStore(db).active(now)
         heartbeat = await HeartbeatStore(db).latest()
-        async with db.connection("server version") as conn:
-            server = str(await conn.fetchval("SHOW server_version"))
+        server = await db.server_version()
         state: dict[str, Any] = {
             "database": db.describe(),
             "server_version": server,

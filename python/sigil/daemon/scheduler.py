@@ -37,23 +37,19 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
 
 from sigil.daemon import handle
 from sigil.daemon.metrics import DaemonMetrics
+from sigil.store.jobs import JOB_TABLE, create_job_table
 
 log = logging.getLogger(__name__)
 
-#: APScheduler's table in the daemon's database.
-JOB_TABLE = "apscheduler_jobs"
 #: The job function, by reference: what the job store pickles instead of an object.
 JOB_FUNC = "sigil.daemon.scheduler:run_pass"
 #: A synchronous job-store statement may block the loop at most this long.
 JOBSTORE_STATEMENT_TIMEOUT_MS = 5000
 #: ... and a connection attempt at most this long.
 JOBSTORE_CONNECT_TIMEOUT_S = 5
-#: Advisory lock serialising the creation of the job table ("sigil-jobs" in ASCII, truncated).
-JOBSTORE_DDL_LOCK_KEY = 0x5369_6769_6C4A_6F62
 
 _STATES = {STATE_RUNNING: "running", STATE_PAUSED: "paused", STATE_STOPPED: "stopped"}
 
@@ -163,19 +159,13 @@ class DaemonScheduler:
         log.info("scheduler started: %s", ", ".join(f"{j.name} every {j.interval_s:g}s" for j in self.jobs))
 
     def _ensure_table(self) -> None:
-        """Creates the job table, if missing, under a transaction-scoped advisory lock (a migrated
-        database has it already: migration 0006).
-
-        APScheduler creates it on start with a check-then-create that is not atomic: two daemons
-        starting together on one database would both try, and one would fail.
-        """
+        """Creates the job table, if missing, before APScheduler's own non-atomic check-then-create
+        can race another daemon's (a migrated database has it already: migration 0006)."""
         table = getattr(self.jobstore, "jobs_t", None)
         engine = getattr(self.jobstore, "engine", None)
         if table is None or engine is None:
             return
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": JOBSTORE_DDL_LOCK_KEY})
-            table.create(conn, checkfirst=True)
+        create_job_table(engine, table)
 
     def add_jobs(self, run_now: Sequence[str] = ()) -> None:
         """Writes every job with its fixed id (replacing what is stored).

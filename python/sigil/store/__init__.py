@@ -9,6 +9,9 @@ run :func:`migrate` once, and hand the database to the stores:
 - :class:`AccountStore`, :class:`HeartbeatStore`, :class:`EventStore`;
 - :class:`GuardMirror` — the in-memory pre-signal guard, rebuilt at start-up and kept in step by
   LISTEN/NOTIFY.
+
+The scheduler's job table has its own module, :mod:`sigil.store.jobs` (synchronous, on SQLAlchemy, and
+not imported here so that commands without a scheduler do not load it).
 """
 
 from __future__ import annotations

@@ -359,6 +359,11 @@ class Database:
         """Where this database is, without secrets."""
         return self.target.describe()
 
+    async def server_version(self) -> str:
+        """The server's version string (``SHOW server_version``), e.g. ``16.4``."""
+        async with self.connection("server version") as conn:
+            return str(await conn.fetchval("SHOW server_version"))
+
     @asynccontextmanager
     async def connection(self, what: str) -> AsyncIterator[Connection]:
         """A pooled connection; connection failures inside become ``DatabaseUnavailable("<what>: …")``."""
