@@ -11,7 +11,9 @@ from email.utils import format_datetime
 import pytest
 from exchange_helpers import fast_config
 
-from sigil.exchange.ccxt_client import MAX_BAD_REPEATS, Candle, ExchangeClient, _retry_after, candle_problem
+from sigil.exchange.candle_rows import MAX_BAD_REPEATS, Candle, candle_problem
+from sigil.exchange.ccxt_client import ExchangeClient
+from sigil.exchange.ccxt_hooks import retry_after
 
 HOUR = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
@@ -78,12 +80,12 @@ async def test_request_planning() -> None:
 
 
 def test_retry_after_forms() -> None:
-    assert _retry_after({"Retry-After": "7"}) == 7.0
-    assert _retry_after({"retry-after": "0.25"}) == 0.25
+    assert retry_after({"Retry-After": "7"}) == 7.0
+    assert retry_after({"retry-after": "0.25"}) == 0.25
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 <= (_retry_after({"Retry-After": later}) or 0) <= 31
-    assert _retry_after({"Retry-After": "soon"}) is None
-    assert _retry_after({"Content-Type": "x"}) is None and _retry_after(None) is None
+    assert 25 <= (retry_after({"Retry-After": later}) or 0) <= 31
+    assert retry_after({"Retry-After": "soon"}) is None
+    assert retry_after({"Content-Type": "x"}) is None and retry_after(None) is None
 
 
 async def test_backoff_doubles_with_jitter_and_is_capped() -> None:

@@ -14,7 +14,9 @@ import pytest
 from exchange_helpers import clean_env, fast_config
 
 from sigil.errors import ConfigError, LiveKeysMissing
-from sigil.exchange.ccxt_client import ExchangeClient, point_urls, public_url
+from sigil.exchange.ccxt_client import ExchangeClient
+from sigil.exchange.ccxt_hooks import point_urls
+from sigil.exchange.redaction import public_url
 from sigil.exchange.settings import resolve_exchange
 
 SESSION = Path(__file__).with_name("live_session.py")

@@ -2,6 +2,9 @@
 
 - :mod:`sigil.exchange.settings` — URL and API keys resolved from the command line, env and config.
 - :mod:`sigil.exchange.ccxt_client` — :class:`ExchangeClient` (retries, validation, candle cache).
+- :mod:`sigil.exchange.candle_rows` — :class:`Candle`, the validity rule of a candle row, the accept path.
+- :mod:`sigil.exchange.ccxt_hooks` — ccxt's exchange class with request counting, Retry-After, URLs.
+- :mod:`sigil.exchange.redaction` — the API key pair and URL credentials kept out of logs.
 - :mod:`sigil.exchange.universe` — :class:`Universe`: which symbols are scanned.
 - :mod:`sigil.exchange.broker` — :class:`PaperBroker`, :class:`LiveBroker`.
 - :mod:`sigil.exchange.sim` — ``sigil exchange-sim``: the exchange, offline.
@@ -16,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sigil.exchange.broker import Broker, Fill, LiveBroker, PaperBroker, make_broker
-    from sigil.exchange.ccxt_client import Candle, ExchangeClient, ExchangeStats, PassResult
+    from sigil.exchange.candle_rows import Candle
+    from sigil.exchange.ccxt_client import ExchangeClient, ExchangeStats, PassResult
     from sigil.exchange.settings import Credentials, ExchangeSettings, resolve_exchange
     from sigil.exchange.universe import Universe, UniverseSelection
 
@@ -26,7 +30,7 @@ _WHERE = {
     "LiveBroker": "broker",
     "PaperBroker": "broker",
     "make_broker": "broker",
-    "Candle": "ccxt_client",
+    "Candle": "candle_rows",
     "ExchangeClient": "ccxt_client",
     "ExchangeStats": "ccxt_client",
     "PassResult": "ccxt_client",

@@ -12,7 +12,8 @@ One :class:`ExchangeClient` per exchange, created inside the daemon's event loop
   gets :class:`~sigil.errors.ExchangeUnavailable` or :class:`~sigil.errors.ExchangeRejected`.
 - Which candles are closed is decided by the EXCHANGE's clock (``fetch_time`` once per pass): a
   candle whose close time is after the server time is never returned.
-- Every candle is validated; a bad one is dropped, counted by reason and logged, never returned.
+- Every candle is validated (:mod:`sigil.exchange.candle_rows`); a bad one is dropped, counted by
+  reason and logged, never returned.
 - A pass fetches only candles newer than the last one it returned for that symbol, and sends no
   request at all for a symbol whose next candle has not closed yet.
 """
@@ -20,18 +21,13 @@ One :class:`ExchangeClient` per exchange, created inside the daemon's event loop
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import random
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import ccxt.async_support as ccxt
 import numpy as np
@@ -39,16 +35,18 @@ import numpy as np
 from sigil.config import ExchangeConfig
 from sigil.data.candles import CandleSeries, timeframe_ms
 from sigil.errors import ConfigError, ExchangeRejected, ExchangeUnavailable
+from sigil.exchange.candle_rows import Candle, CandleRows
+from sigil.exchange.ccxt_hooks import exchange_class, point_urls
+from sigil.exchange.redaction import Redactor, public_url
 from sigil.exchange.settings import ExchangeSettings, resolve_exchange
+
+__all__ = ["MAX_CANDLES_PER_REQUEST", "Candle", "ExchangeClient", "ExchangeStats", "PassResult"]
 
 log = logging.getLogger("sigil.exchange")
 #: ccxt's own debug lines (every request and response, headers included) go to this logger, which
 #: carries a redacting filter in live mode.
 wire_log = logging.getLogger("sigil.exchange.wire")
 
-#: A candle that stays malformed on this many consecutive passes is given up on (left as a gap);
-#: before that the pass stops at it, so a transient fault costs one pass of delay, not a hole.
-MAX_BAD_REPEATS = 3
 #: The most candles any exchange returns for one klines request that Sigil relies on.
 MAX_CANDLES_PER_REQUEST = 1000
 #: How often ccxt's leaky-bucket rate limiter wakes up while requests queue (its default is 1 ms). The
@@ -63,17 +61,6 @@ MAX_ERROR_TEXT = 300
 _EXCHANGE_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
 }
-
-
-class Candle(NamedTuple):
-    """One closed candle; ``time`` is its OPEN time in ms UTC."""
-
-    time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
 
 
 @dataclass
@@ -128,143 +115,6 @@ class PassResult:
         return sum(len(v) for v in self.candles.values())
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date); None without one."""
-    if not headers:
-        return None
-    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-@functools.cache
-def _exchange_class(exchange_id: str) -> type[Any]:
-    """ccxt's class for ``exchange_id`` with two hooks: count requests, keep Retry-After on errors."""
-    base = getattr(ccxt, exchange_id, None)
-    if not (isinstance(base, type) and issubclass(base, ccxt.Exchange)):
-        raise ConfigError(f"exchange.id: {exchange_id!r} is not an exchange ccxt knows")
-
-    class _Exchange(base):  # type: ignore[valid-type,misc]
-        sigil_stats: ExchangeStats | None = None
-
-        async def fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-            if self.sigil_stats is not None:
-                self.sigil_stats.requests += 1
-            return await super().fetch(url, method, headers, body)
-
-        def handle_errors(
-            self,
-            code: int,
-            reason: str,
-            url: str,
-            method: str,
-            headers: Any,
-            body: Any,
-            response: Any,
-            request_headers: Any,
-            request_body: Any,
-        ) -> Any:
-            # ccxt raises from here (exchange-specific codes) or right after, from the HTTP status;
-            # either way only here are the response headers still at hand, so the HTTP-status check
-            # is run here too, and the Retry-After rides on the exception.
-            try:
-                result = super().handle_errors(
-                    code, reason, url, method, headers, body, response, request_headers, request_body
-                )
-                if isinstance(code, int) and code >= 400:
-                    self.handle_http_status_code(code, reason, url, method, body)
-                return result
-            except ccxt.BaseError as e:
-                e.sigil_retry_after = _retry_after(headers)
-                raise
-
-    _Exchange.__name__ = _Exchange.__qualname__ = f"Sigil{base.__name__}"
-    return _Exchange
-
-
-def point_urls(api: Any, base_url: str) -> Any:
-    """Every URL in a ccxt ``urls['api']`` tree with its scheme and host replaced by ``base_url``'s
-    (paths are kept, after ``base_url``'s own path): the way to put a simulator or proxy in front."""
-    target = urlsplit(base_url)
-    prefix = target.path.rstrip("/")
-    if isinstance(api, str):
-        parts = urlsplit(api)
-        return urlunsplit((target.scheme, target.netloc, prefix + parts.path, parts.query, parts.fragment))
-    if isinstance(api, dict):
-        return {k: point_urls(v, base_url) for k, v in api.items()}
-    if isinstance(api, list):
-        return [point_urls(v, base_url) for v in api]
-    return api
-
-
-def public_url(url: str | None) -> str | None:
-    """``url`` without any user:password part, for logs and health output."""
-    if url is None:
-        return None
-    p = urlsplit(url)
-    host = p.hostname or ""
-    netloc = f"{host}:{p.port}" if p.port else host
-    return urlunsplit((p.scheme, netloc, p.path, "", ""))
-
-
-class _Redact(logging.Filter):
-    """Replaces secret strings in log records (ccxt logs request headers, API key included)."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__("")
-        self._secrets = tuple(s for s in secrets if s)
-
-    def redact(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "**********")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            message = str(record.msg)
-        clean = self.redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-    def __repr__(self) -> str:
-        return "<_Redact>"
-
-
-def candle_problem(row: Sequence[Any]) -> str | None:
-    """Why ``row`` ([time, open, high, low, close, volume]) is not a valid candle; None when it is."""
-    if len(row) < 6 or any(x is None for x in row[:6]):
-        return "missing"
-    t, o, h, lo, c, v = row[:6]
-    if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
-        return "bad_time"
-    try:
-        o, h, lo, c, v = float(o), float(h), float(lo), float(c), float(v)
-    except (TypeError, ValueError):
-        return "missing"
-    if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
-        return "not_finite"
-    if min(o, h, lo, c) <= 0:
-        return "not_positive"
-    if v < 0:
-        return "negative_volume"
-    if h < lo:
-        return "high_below_low"
-    if not (lo <= o <= h and lo <= c <= h):
-        return "outside_range"
-    return None
-
-
 class ExchangeClient:
     """The one ccxt client of an exchange, with Sigil's retry, validation and caching rules.
 
@@ -283,11 +133,8 @@ class ExchangeClient:
         self._rng = rng or random.Random()
         self._sem = asyncio.Semaphore(cfg.max_concurrency)
         self._gate_until = 0.0
-        self._last: dict[str, int] = {}
-        self._history: dict[str, deque[Candle]] = {}
-        #: symbol → (open time of a malformed candle, passes it was malformed in, last such pass)
-        self._bad: dict[str, tuple[int, int, int]] = {}
-        self._redact: _Redact | None = None
+        self._rows = CandleRows(cfg.id, self.timeframe_ms, cfg.history_candles, self.stats)
+        self._redact: Redactor | None = None
         self._closed = False
 
         options: dict[str, Any] = {"defaultType": "spot", **_EXCHANGE_OPTIONS.get(cfg.id, {})}
@@ -306,8 +153,8 @@ class ExchangeClient:
                 raise ConfigError("live trading needs credentials (see sigil.exchange.settings)")
             key, secret = settings.credentials.reveal()
             ccxt_config["apiKey"], ccxt_config["secret"] = key, secret
-            self._redact = _Redact((key, secret))
-        self.exchange: Any = _exchange_class(cfg.id)(ccxt_config)
+            self._redact = Redactor((key, secret))
+        self.exchange: Any = exchange_class(cfg.id)(ccxt_config)
         self.exchange.sigil_stats = self.stats
         if self.timeframe not in (self.exchange.timeframes or {}):
             raise ConfigError(f"exchange.timeframe: {self.id} has no {self.timeframe!r} candles")
@@ -451,13 +298,18 @@ class ExchangeClient:
 
     # ----- candles
 
+    @property
+    def _last(self) -> dict[str, int]:
+        """Open time of the newest candle returned, by symbol (where the next request starts)."""
+        return self._rows.last
+
     def history(self, symbol: str) -> list[Candle]:
         """The closed candles kept for ``symbol`` (at most ``history_candles``), oldest first."""
-        return list(self._history.get(symbol, ()))
+        return list(self._rows.history.get(symbol, ()))
 
     def history_series(self, symbol: str) -> CandleSeries:
         """:meth:`history` as a :class:`CandleSeries` (columns), e.g. to warm up indicators."""
-        rows = self._history.get(symbol, ())
+        rows = self._rows.history.get(symbol, ())
         arr = np.array([c[1:] for c in rows], dtype=np.float64).reshape(-1, 5)
         times = np.array([c[0] for c in rows], dtype=np.int64)
         o, h, lo, c, v = (np.ascontiguousarray(arr[:, k]) for k in range(5))
@@ -469,9 +321,7 @@ class ExchangeClient:
 
     def forget(self, symbol: str) -> None:
         """Drops ``symbol``'s cache (it left the universe); a later pass starts it from scratch."""
-        self._last.pop(symbol, None)
-        self._history.pop(symbol, None)
-        self._bad.pop(symbol, None)
+        self._rows.forget(symbol)
 
     def _plan(self, symbol: str, now: int) -> tuple[int, int] | None:
         """(since, limit) of the request that gets ``symbol``'s new closed candles; None = none closed."""
@@ -487,58 +337,8 @@ class ExchangeClient:
         return since, min(MAX_CANDLES_PER_REQUEST, (current - since) // tf + 1)
 
     def _accept(self, symbol: str, rows: Sequence[Sequence[Any]], now: int) -> tuple[list[Candle], bool]:
-        """The closed, valid, new candles of one response, and whether it stopped at a malformed
-        candle (to be asked for again). Updates the cache and the counters."""
-        tf = self.timeframe_ms
-        last = self._last.get(symbol)
-        out: list[Candle] = []
-        stopped = False
-        for row in rows:
-            t = row[0] if len(row) else None
-            if isinstance(t, int) and t + tf > now:
-                self.stats.incomplete += 1
-                continue
-            problem = candle_problem(row)
-            if problem is None and last is not None and isinstance(t, int) and t <= last:
-                problem = "duplicate" if t == last else "out_of_order"
-            if problem is None:
-                candle = Candle(int(row[0]), *(float(x) for x in row[1:6]))
-                out.append(candle)
-                last = candle.time
-                continue
-            self.stats.dropped[problem] += 1
-            log.warning("%s: %s: dropped candle %s: %s", self.id, symbol, _iso(t), problem)
-            if problem in ("duplicate", "out_of_order"):
-                continue  # the candle for that time is already in
-            if self._bad_again(symbol, t if isinstance(t, int) else -1, now):
-                stopped = True
-                break  # ask again from here: a transient fault then leaves no hole
-        if out:
-            self._last[symbol] = out[-1].time
-            hist = self._history.setdefault(symbol, deque(maxlen=self.config.history_candles))
-            hist.extend(out)
-            bad = self._bad.get(symbol)
-            if bad is not None and bad[0] < out[-1].time:
-                del self._bad[symbol]
-        return out, stopped
-
-    def _bad_again(self, symbol: str, t: int, now: int) -> bool:
-        """Records a malformed candle at ``t`` seen in the pass at ``now``. True = stop the response
-        here and ask again; False = it was malformed in MAX_BAD_REPEATS passes in a row: the
-        exchange's data is bad, skip it and leave a gap rather than stall the symbol for good."""
-        seen_t, passes, last_pass = self._bad.get(symbol, (None, 0, None))
-        if seen_t != t:
-            passes, last_pass = 0, None
-        if last_pass != now:
-            passes += 1
-        if passes < MAX_BAD_REPEATS:
-            self._bad[symbol] = (t, passes, now)
-            return True
-        self._bad.pop(symbol, None)
-        log.warning(
-            "%s: %s: candle %s malformed in %d passes, left as a gap", self.id, symbol, _iso(t), passes
-        )
-        return False
+        """The closed, valid, new candles of one response, and whether it stopped at a malformed one."""
+        return self._rows.accept(symbol, rows, now)
 
     async def fetch_new_candles(self, symbols: Iterable[str], server_time: int | None = None) -> PassResult:
         """One pass: every symbol's candles closed since its last pass (history_candles on the first).
@@ -614,9 +414,3 @@ class ExchangeClient:
             "symbols_cached": len(self._last),
             **self.stats.snapshot(),
         }
-
-
-def _iso(t: object) -> str:
-    if not isinstance(t, int):
-        return repr(t)
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t / 1000))
