@@ -13,16 +13,15 @@ The open is where root causes 2 and 3 are fixed. In one transaction it:
 
 A refused open writes nothing at all. The guard mirror is changed only after the commit.
 
-A live open (``reserve=True``) is the same transaction with the fill the order is expected to get;
-the row is ``fill = 'reserved'`` until :meth:`PositionStore.record_fill` writes the exchange's real
-fill (and settles the account for the difference), or :meth:`PositionStore.cancel_reservation`
-closes it with no P&L and gives the whole cost back when the order did not execute. The cooldown
-written at the reservation stays either way: a pair whose order just failed is not tried again at once.
+A live open (``reserve=True``) is a reservation until the exchange's fill is recorded or the order is
+found not to have executed: :mod:`sigil.store.reservations`. The records are in
+:mod:`sigil.store.position_records`, the checks of what a caller asks in
+:mod:`sigil.store.position_requests`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,149 +32,35 @@ from sigil.store.db import Connection, Database
 from sigil.store.events import EventKind, EventStore, SkipReason
 from sigil.store.locks import lock_pair, try_lock_pair
 from sigil.store.notify import GuardChange, next_seq, send, until_ms
+from sigil.store.position_records import (
+    COLUMNS,
+    FILL_RESERVED,
+    OpenResult,
+    Position,
+    position_from_row,
+    select_pair,
+)
+from sigil.store.position_requests import (
+    EXIT_REASON_MAX_LEN,
+    OpenRequest,
+    check_order_id,
+    check_position_id,
+    validate_open,
+)
 from sigil.store.protections import SymbolProtectionStore
+from sigil.store.reservations import LiveReservations
 
 if TYPE_CHECKING:
     from sigil.store.guard_mirror import GuardMirror
 
-#: Longest exit reason stored (``hard_stop``, ``atr_trail``, ``time_stop``, ``manual`` …).
-EXIT_REASON_MAX_LEN = 32
-#: Exit reason of a reservation whose order did not execute.
-ORDER_FAILED = "order_failed"
-#: Longest exchange order id stored.
-ORDER_ID_MAX_LEN = 64
-#: How a position was filled (``micro_positions.fill``).
-FILL_PAPER, FILL_RESERVED, FILL_EXCHANGE = "paper", "reserved", "exchange"
+__all__ = ["OpenResult", "Position", "PositionStore"]
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A row of ``micro_positions``. Money in the quote currency (USDT), times in UTC."""
-
-    id: int
-    variant: str
-    symbol: str
-    status: str
-    opened_at: datetime
-    entry_price: float
-    qty: float
-    stake: float
-    entry_fee: float
-    stop_pct: float
-    stop_price: float
-    atr_at_entry: float | None
-    trail_active: bool
-    trail_highest: float | None
-    trail_stop: float | None
-    closed_at: datetime | None
-    exit_price: float | None
-    exit_reason: str | None
-    pnl: float | None
-    fees: float | None
-    #: ``paper``, ``reserved`` (a live order sent, its fill not recorded yet) or ``exchange``.
-    fill: str = FILL_PAPER
-    #: The exchange's id of a live buy.
-    entry_order_id: str | None = None
-    #: Closed: the exchange's id of the live sell. Open: the client id of a sell that was sent but
-    #: not recorded (its outcome must be looked up before selling again).
-    exit_order_id: str | None = None
-
-    @property
-    def is_open(self) -> bool:
-        """The position is open."""
-        return self.status == "open"
-
-    @property
-    def reserved(self) -> bool:
-        """A live open whose order was sent but whose fill is not recorded yet."""
-        return self.is_open and self.fill == FILL_RESERVED
-
-    @property
-    def cost(self) -> float:
-        """What the open took from the balance: stake + entry fee."""
-        return self.stake + self.entry_fee
-
-
-@dataclass(frozen=True, slots=True)
-class OpenResult:
-    """The answer to an open: the new position, or why it was refused (and then nothing was written)."""
-
-    position: Position | None
-    refused: SkipReason | None
-    #: The pair's protection end after the attempt (for a cooldown refusal: when it may open again).
-    protected_until: datetime | None = None
-    #: A short explanation of a refusal.
-    detail: str = ""
-
-    @property
-    def opened(self) -> bool:
-        """True when the position was opened."""
-        return self.position is not None
-
-
-_COLUMNS = (
-    "id, variant_id, symbol, status, opened_at, entry_price, qty, stake, entry_fee, stop_pct, stop_price,"
-    " atr_at_entry, trail_active, trail_highest, trail_stop, closed_at, exit_price, exit_reason, pnl, fees,"
-    " fill, entry_order_id, exit_order_id"
-)
-
-
-def _position(r: Any) -> Position:
-    return Position(
-        id=r["id"],
-        variant=r["variant_id"],
-        symbol=r["symbol"],
-        status=r["status"],
-        opened_at=r["opened_at"],
-        entry_price=r["entry_price"],
-        qty=r["qty"],
-        stake=r["stake"],
-        entry_fee=r["entry_fee"],
-        stop_pct=r["stop_pct"],
-        stop_price=r["stop_price"],
-        atr_at_entry=r["atr_at_entry"],
-        trail_active=r["trail_active"],
-        trail_highest=r["trail_highest"],
-        trail_stop=r["trail_stop"],
-        closed_at=r["closed_at"],
-        exit_price=r["exit_price"],
-        exit_reason=r["exit_reason"],
-        pnl=r["pnl"],
-        fees=r["fees"],
-        fill=r["fill"],
-        entry_order_id=r["entry_order_id"],
-        exit_order_id=r["exit_order_id"],
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Open:
-    """A validated open request."""
-
-    variant: str
-    symbol: str
-    opened_at: datetime
-    entry_price: float
-    qty: float
-    stake: float
-    entry_fee: float
-    stop_pct: float
-    stop_price: float
-    atr_at_entry: float
-    cooldown: timedelta
-    max_open: int | None
-    fill: str = FILL_PAPER
-
-    @property
-    def cost(self) -> float:
-        return self.stake + self.entry_fee
-
-
-class PositionStore:
+class PositionStore(LiveReservations):
     """Opens, closes and reads positions; keeps accounts, protections, events and the mirror in step.
 
     ``mirror``, when given, is told of every committed open and close of this process at once (other
-    processes' changes reach it by NOTIFY).
+    processes' changes reach it by NOTIFY). Live reservations: :class:`LiveReservations`.
     """
 
     def __init__(self, db: Database, *, mirror: GuardMirror | None = None) -> None:
@@ -215,7 +100,7 @@ class PositionStore:
         :class:`UnknownVariant` for a variant without an account, and
         :class:`DatabaseUnavailable` when the database cannot be reached.
         """
-        o = _validate_open(
+        o = validate_open(
             variant,
             symbol,
             opened_at,
@@ -260,7 +145,7 @@ class PositionStore:
             row = await _insert_open(conn, o)
             if row is None:  # the unique index saw an open row the re-check did not: refuse, write nothing
                 return OpenResult(None, SkipReason.OPEN, detail="an open position exists (unique index)")
-            position = _position(row)
+            position = position_from_row(row)
             end = await self.protections.protect(
                 o.variant, o.symbol, o.opened_at + o.cooldown, f"cooldown from open #{position.id}", conn=conn
             )
@@ -316,12 +201,12 @@ class PositionStore:
         gross = _checks.non_negative("gross", gross, InvalidOrder)
         exit_fee = _checks.non_negative("exit_fee", exit_fee, InvalidOrder)
         exit_reason = _checks.name("exit_reason", exit_reason, InvalidOrder, EXIT_REASON_MAX_LEN)
-        order_id = _order_id(order_id)
-        _check_id(position_id)
+        order_id = check_order_id(order_id)
+        check_position_id(position_id)
         proceeds = gross - exit_fee
         generation = self._mirror.generation if self._mirror is not None else 0
         async with self._db.transaction(f"close #{position_id}") as conn:
-            pair = await _select_pair(conn, position_id)
+            pair = await select_pair(conn, position_id)
             if pair is None:
                 raise PositionNotOpen(f"position #{position_id} does not exist")
             variant, symbol, opened_at = pair
@@ -341,7 +226,7 @@ class PositionStore:
                         " recorded: record its fill or cancel it first"
                     )
                 raise PositionNotOpen(f"position #{position_id} ({variant} {symbol}) is already closed")
-            position = _position(row)
+            position = position_from_row(row)
             after = await self.accounts.credit(conn, variant, proceeds)
             end = await self.protections.protected_until(variant, symbol, conn=conn)
             await self.events.record(
@@ -365,136 +250,6 @@ class PositionStore:
             self._mirror.apply(change, generation=generation)
         return position
 
-    async def record_fill(
-        self,
-        position_id: int,
-        *,
-        entry_price: float,
-        qty: float,
-        stake: float,
-        entry_fee: float,
-        stop_price: float,
-        order_id: str | None,
-    ) -> Position:
-        """Writes the exchange's fill into a live reservation, in one transaction: the entry, quantity,
-        stake, fee and stop become the real ones, the row ``fill = 'exchange'``, and the account is
-        settled for the difference between the reserved cost and the real one. Raises
-        :class:`PositionNotOpen` when the position is not an open reservation, :class:`InvalidOrder`
-        for a bad value (nothing is written then).
-        """
-        _check_id(position_id)
-        e = InvalidOrder
-        entry_price = _checks.positive("entry_price", entry_price, e)
-        qty = _checks.positive("qty", qty, e)
-        stake = _checks.positive("stake", stake, e)
-        entry_fee = _checks.non_negative("entry_fee", entry_fee, e)
-        stop_price = _checks.positive("stop_price", stop_price, e)
-        order_id = _order_id(order_id)
-        if stop_price >= entry_price:
-            raise e(f"stop_price {stop_price!r} must be below entry_price {entry_price!r}")
-        async with self._db.transaction(f"record fill #{position_id}") as conn:
-            variant, symbol, reserved = await self._lock_reservation(conn, position_id)
-            row = await conn.fetchrow(
-                "UPDATE micro_positions SET entry_price = $2, qty = $3, stake = $4, entry_fee = $5,"
-                " stop_price = $6, trail_highest = $2, fill = 'exchange', entry_order_id = $7"
-                f" WHERE id = $1 RETURNING {_COLUMNS}",
-                position_id,
-                entry_price,
-                qty,
-                stake,
-                entry_fee,
-                stop_price,
-                order_id,
-            )
-            position = _position(row)
-            after = await self.accounts.credit(conn, variant, reserved - position.cost)
-            await self.events.record(
-                EventKind.FILL,
-                at=position.opened_at,
-                variant=variant,
-                symbol=symbol,
-                position_id=position_id,
-                detail={
-                    "entry_price": entry_price,
-                    "qty": qty,
-                    "stake": stake,
-                    "entry_fee": entry_fee,
-                    "order_id": order_id,
-                    "reserved_cost": reserved,
-                    "balance": after,
-                },
-                conn=conn,
-            )
-        return position
-
-    async def cancel_reservation(self, position_id: int, *, at: datetime, detail: str) -> Position:
-        """Closes a live reservation whose order did not execute, in one transaction: no P&L, no fees,
-        exit reason ``order_failed``, the reserved cost back on the account, an ``error`` event with
-        ``detail``. The cooldown written at the reservation stays. Raises :class:`PositionNotOpen`
-        when the position is not an open reservation.
-        """
-        _check_id(position_id)
-        at = _checks.utc("at", at, InvalidOrder)
-        generation = self._mirror.generation if self._mirror is not None else 0
-        async with self._db.transaction(f"cancel reservation #{position_id}") as conn:
-            variant, symbol, reserved = await self._lock_reservation(conn, position_id)
-            row = await conn.fetchrow(
-                "UPDATE micro_positions SET status = 'closed', closed_at = greatest(opened_at, $2),"
-                f" exit_reason = $3 WHERE id = $1 RETURNING {_COLUMNS}",
-                position_id,
-                at,
-                ORDER_FAILED,
-            )
-            position = _position(row)
-            after = await self.accounts.credit(conn, variant, reserved)
-            end = await self.protections.protected_until(variant, symbol, conn=conn)
-            await self.events.record(
-                EventKind.ERROR,
-                at=at,
-                variant=variant,
-                symbol=symbol,
-                reason=ORDER_FAILED,
-                position_id=position_id,
-                detail={"error": detail, "refunded": reserved, "balance": after},
-                conn=conn,
-            )
-            change = GuardChange(variant, symbol, False, until_ms(end), await next_seq(conn))
-            await send(conn, change)
-        if self._mirror is not None:
-            self._mirror.apply(change, generation=generation)
-        return position
-
-    async def mark_selling(self, position_id: int, client_order_id: str) -> None:
-        """Notes, before a live sell is sent, the client id it goes out under, so that a later attempt
-        (or a restart) looks it up instead of selling twice. :class:`PositionNotOpen` when the position
-        is not open."""
-        _check_id(position_id)
-        cid = _order_id(client_order_id)
-        async with self._db.connection(f"mark selling #{position_id}") as conn:
-            status = await conn.execute(
-                "UPDATE micro_positions SET exit_order_id = $2 WHERE id = $1 AND status = 'open'",
-                position_id,
-                cid,
-            )
-        if status.endswith(" 0"):
-            raise PositionNotOpen(f"position #{position_id} is not open")
-
-    async def _lock_reservation(self, conn: Connection, position_id: int) -> tuple[str, str, float]:
-        """Locks an open reservation's pair and row; (variant, symbol, reserved cost)."""
-        pair = await _select_pair(conn, position_id)
-        if pair is None:
-            raise PositionNotOpen(f"position #{position_id} does not exist")
-        variant, symbol, _ = pair
-        await lock_pair(conn, variant, symbol)
-        r = await conn.fetchrow(
-            "SELECT stake + entry_fee AS cost FROM micro_positions"
-            " WHERE id = $1 AND status = 'open' AND fill = 'reserved' FOR UPDATE",
-            position_id,
-        )
-        if r is None:
-            raise PositionNotOpen(f"position #{position_id} ({variant} {symbol}) is not an open reservation")
-        return variant, symbol, float(r["cost"])
-
     async def update_trail(
         self, position_id: int, *, active: bool, highest: float, stop: float | None
     ) -> None:
@@ -517,30 +272,30 @@ class PositionStore:
     async def get(self, position_id: int) -> Position | None:
         """The position with this id, or None."""
         async with self._db.connection("read position") as conn:
-            r = await conn.fetchrow(f"SELECT {_COLUMNS} FROM micro_positions WHERE id = $1", position_id)
-        return None if r is None else _position(r)
+            r = await conn.fetchrow(f"SELECT {COLUMNS} FROM micro_positions WHERE id = $1", position_id)
+        return None if r is None else position_from_row(r)
 
     async def open_positions(self, variant: str | None = None) -> list[Position]:
         """Open positions (of one variant, or all), oldest first."""
         async with self._db.connection("read open positions") as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM micro_positions WHERE status = 'open'"
+                f"SELECT {COLUMNS} FROM micro_positions WHERE status = 'open'"
                 " AND ($1::text IS NULL OR variant_id = $1) ORDER BY opened_at, id",
                 variant,
             )
-        return [_position(r) for r in rows]
+        return [position_from_row(r) for r in rows]
 
     async def closed_positions(self, variant: str | None = None, *, limit: int = 100) -> list[Position]:
         """The latest closed positions (of one variant, or all), newest first."""
         async with self._db.connection("read closed positions") as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM micro_positions WHERE status = 'closed'"
+                f"SELECT {COLUMNS} FROM micro_positions WHERE status = 'closed'"
                 " AND ($1::text IS NULL OR variant_id = $1)"
                 " ORDER BY closed_at DESC NULLS LAST, id DESC LIMIT $2",
                 variant,
                 limit,
             )
-        return [_position(r) for r in rows]
+        return [position_from_row(r) for r in rows]
 
     async def realised(self) -> dict[str, tuple[int, float]]:
         """Per variant: number of closed positions and their summed P&L."""
@@ -558,59 +313,10 @@ class PositionStore:
         return state.blocked(at)
 
 
-def _check_id(position_id: object) -> None:
-    if isinstance(position_id, bool) or not isinstance(position_id, int):
-        raise InvalidOrder(f"position_id must be an integer, got {position_id!r}")
-
-
-def _order_id(order_id: str | None) -> str | None:
-    return None if order_id is None else _checks.name("order_id", order_id, InvalidOrder, ORDER_ID_MAX_LEN)
-
-
 def _why(reason: SkipReason, until: datetime | None) -> str:
     if reason is SkipReason.COOLDOWN and until is not None:
         return f"cooling down until {until.isoformat()}"
     return "a position is open"
-
-
-def _validate_open(
-    variant: str,
-    symbol: str,
-    opened_at: datetime,
-    entry_price: float,
-    qty: float,
-    stake: float,
-    entry_fee: float,
-    stop_pct: float,
-    stop_price: float,
-    atr_at_entry: float,
-    cooldown: timedelta,
-    max_open: int | None,
-) -> _Open:
-    e = InvalidOrder
-    o = _Open(
-        variant=_checks.name("variant", variant, e),
-        symbol=_checks.name("symbol", symbol, e),
-        opened_at=_checks.utc("opened_at", opened_at, e),
-        entry_price=_checks.positive("entry_price", entry_price, e),
-        qty=_checks.positive("qty", qty, e),
-        stake=_checks.positive("stake", stake, e),
-        entry_fee=_checks.non_negative("entry_fee", entry_fee, e),
-        stop_pct=_checks.positive("stop_pct", stop_pct, e),
-        stop_price=_checks.positive("stop_price", stop_price, e),
-        atr_at_entry=_checks.non_negative("atr_at_entry", atr_at_entry, e),
-        cooldown=cooldown,
-        max_open=max_open,
-    )
-    if o.stop_pct >= 1:
-        raise e(f"stop_pct must be below 1, got {stop_pct!r}")
-    if o.stop_price >= o.entry_price:
-        raise e(f"stop_price {stop_price!r} must be below entry_price {entry_price!r}")
-    if not isinstance(cooldown, timedelta) or cooldown < timedelta(0):
-        raise e(f"cooldown must be a timedelta >= 0, got {cooldown!r}")
-    if max_open is not None and (isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1):
-        raise e(f"max_open must be an integer >= 1 or None, got {max_open!r}")
-    return o
 
 
 async def _count_open(conn: Connection, variant: str) -> int:
@@ -621,13 +327,13 @@ async def _count_open(conn: Connection, variant: str) -> int:
     )
 
 
-async def _insert_open(conn: Connection, o: _Open) -> Any:
+async def _insert_open(conn: Connection, o: OpenRequest) -> Any:
     return await conn.fetchrow(
         "INSERT INTO micro_positions (variant_id, symbol, status, opened_at, entry_price, qty, stake,"
         " entry_fee, stop_pct, stop_price, atr_at_entry, trail_highest, fill)"
         " VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $4, $11)"
         " ON CONFLICT (variant_id, symbol) WHERE status = 'open' DO NOTHING"
-        f" RETURNING {_COLUMNS}",
+        f" RETURNING {COLUMNS}",
         o.variant,
         o.symbol,
         o.opened_at,
@@ -650,13 +356,6 @@ async def _is_reserved(conn: Connection, position_id: int) -> bool:
     )
 
 
-async def _select_pair(conn: Connection, position_id: int) -> tuple[str, str, datetime] | None:
-    r = await conn.fetchrow(
-        "SELECT variant_id, symbol, opened_at FROM micro_positions WHERE id = $1", position_id
-    )
-    return None if r is None else (r["variant_id"], r["symbol"], r["opened_at"])
-
-
 async def _update_close(
     conn: Connection,
     position_id: int,
@@ -672,7 +371,7 @@ async def _update_close(
         "UPDATE micro_positions SET status = 'closed', closed_at = $2, exit_price = $3, exit_reason = $6,"
         " exit_order_id = $7,"
         " pnl = ($4::float8 - $5::float8) - (stake + entry_fee), fees = entry_fee + $5::float8"
-        f" WHERE id = $1 AND status = 'open' AND fill <> 'reserved' RETURNING {_COLUMNS}",
+        f" WHERE id = $1 AND status = 'open' AND fill <> 'reserved' RETURNING {COLUMNS}",
         position_id,
         closed_at,
         exit_price,
