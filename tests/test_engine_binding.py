@@ -6,12 +6,13 @@ import heapq
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sigil import _core
 from sigil.config import load_config
 from sigil.data import load_universe
-from sigil.report.replay import replay_series
+from sigil.research.replay import replay_series
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,20 +31,38 @@ def drive(engine: _core.Engine, series: list, params: list[dict]) -> list[tuple]
             heapq.heappush(heap, (int(s.time[i + 1]) + s.timeframe_ms, name, i + 1, s))
         sid = ids[name]
         row = (int(s.time[i]), s.open[i], s.high[i], s.low[i], s.close[i], s.volume[i])
-        for _, v, sym, t, price, reason in engine.exits(sid, *row):
-            p = params[v]
-            qty = engine.position(v, sym)["qty"]
-            fill, gross, fee, _ = _core.sell_fill(price, qty, p["fee_rate"], p["slippage"])
-            tr = engine.apply_close(v, sym, t, fill, gross, fee, reason)
+        for c in engine.exits(sid, *row):
+            p = params[c.variant]
+            pos = engine.position(c.variant, c.symbol)
+            assert pos is not None
+            fill, gross, fee, _ = _core.sell_fill(c.price, pos.qty, p["fee_rate"], p["slippage"])
+            tr = engine.apply_close(c.variant, c.symbol, c.time, fill, gross, fee, c.reason)
             trades.append(
-                (v, name, tr["entry_time"], tr["exit_time"], tr["exit_price"], tr["exit_reason"], tr["pnl"])
+                (
+                    c.variant,
+                    name,
+                    tr.position.entry_time,
+                    tr.exit_time,
+                    tr.exit_price,
+                    tr.exit_reason.value,
+                    tr.pnl,
+                )
             )
         for intent in engine.signals(sid):
-            if intent[0] == "open":
-                _, v, sym, t, price, stop_pct, atr = intent
-                p = params[v]
-                fill, qty, fee, _ = _core.buy_fill(price, p["stake"], p["fee_rate"], p["slippage"])
-                engine.apply_open(v, sym, t, fill, qty, fee, p["stake"], stop_pct, atr)
+            if isinstance(intent, _core.OpenIntent):
+                p = params[intent.variant]
+                fill, qty, fee, _ = _core.buy_fill(intent.price, p["stake"], p["fee_rate"], p["slippage"])
+                engine.apply_open(
+                    intent.variant,
+                    intent.symbol,
+                    intent.time,
+                    fill,
+                    qty,
+                    fee,
+                    p["stake"],
+                    intent.stop_pct,
+                    intent.atr,
+                )
     return trades
 
 
@@ -72,14 +91,21 @@ def test_restore_and_live_price_exit() -> None:
     s = e.add_symbol("TST/USDT", 3_600_000)
     assert e.add_symbol("TST/USDT", 3_600_000) == s
     e.restore_position(0, s, 0, 100.0, 1.0, 100.0, 0.1, 0.05, 2.0, 100.0, False, None, 0, 12 * 3_600_000)
-    assert e.blocked(0, s, 1) == "open"
-    assert e.position(0, s)["stop_price"] == pytest.approx(95.0)
+    assert e.blocked(0, s, 1) is _core.SkipReason.OPEN
+    pos = e.position(0, s)
+    assert pos is not None and pos.stop_price == pytest.approx(95.0)
     assert e.on_price(s, 10, 96.0) == []
     (close,) = e.on_price(s, 20, 94.0)
-    assert close == ("close", 0, s, 20, 94.0, "hard_stop")
-    e.apply_close(0, s, 20, 94.0, 94.0, 0.094, "hard_stop")
+    assert (close.variant, close.symbol, close.time, close.price, close.reason) == (
+        0,
+        s,
+        20,
+        94.0,
+        _core.ExitReason.HARD_STOP,
+    )
+    e.apply_close(0, s, 20, 94.0, 94.0, 0.094, _core.ExitReason.HARD_STOP)
     assert e.position(0, s) is None
-    assert e.blocked(0, s, 21) == "cooldown", "the cooldown from the open outlives the close"
+    assert e.blocked(0, s, 21) is _core.SkipReason.COOLDOWN, "the cooldown from the open outlives the close"
     assert e.blocked(0, s, 12 * 3_600_000) is None
 
 
@@ -96,11 +122,41 @@ def test_bad_input_is_value_error() -> None:
     with pytest.raises(ValueError, match="unknown symbol"):
         e.on_price(99, 0, 1.0)
     with pytest.raises(ValueError, match="unknown exit reason"):
-        e.apply_close(0, s, 0, 1.0, 1.0, 0.0, "whatever")
+        _core.ExitReason.parse("whatever")
     with pytest.raises(ValueError, match="no open position"):
-        e.apply_close(0, s, 0, 1.0, 1.0, 0.0, "hard_stop")
+        e.apply_close(0, s, 0, 1.0, 1.0, 0.0, _core.ExitReason.HARD_STOP)
     bad = dict(params[0], stop_floor=0.07)
     with pytest.raises(ValueError, match="floor"):
         _core.Engine([bad])
     with pytest.raises(KeyError, match="lookback"):
         _core.Engine([{k: v for k, v in params[0].items() if k != "lookback"}])
+
+
+def test_engine_errors_are_value_errors_naming_field_and_index() -> None:
+    params = [v.engine_params() for v in load_config().variants]
+    e = _core.Engine(params)
+    s = e.add_symbol("X/USDT", 60_000)
+    with pytest.raises(_core.EngineError) as bad_price:
+        e.exits(s, 0, math.nan, 1.0, 1.0, 1.0, 1.0)
+    assert isinstance(bad_price.value, ValueError)
+    assert (bad_price.value.field, bad_price.value.index) == ("open", 0)
+    with pytest.raises(_core.EngineError) as unknown:
+        e.on_price(99, 0, 1.0)
+    assert (unknown.value.field, unknown.value.index) == ("symbol", 99)
+    with pytest.raises(_core.EngineError) as bad_param:
+        _core.Engine([dict(params[0], stop_floor=0.07)])
+    assert bad_param.value.field == "stop_floor" and bad_param.value.index is None
+    assert 'variant "baseline"' in str(bad_param.value)
+    with pytest.raises(_core.EngineError) as atr_error:
+        _core.atr(np.array([1.0, 2.0]), np.array([1.0, 3.0]), np.array([1.0, 2.0]))
+    assert atr_error.value.index == 1
+
+
+def test_reason_vocabulary_is_the_engines() -> None:
+    assert [r.value for r in _core.ExitReason.all()] == ["hard_stop", "atr_trail", "time_stop"]
+    assert [r.code for r in _core.ExitReason.all()] == [0, 1, 2]
+    assert [r.value for r in _core.SkipReason.all()] == ["open", "cooldown", "max_open", "balance"]
+    assert _core.SkipReason.parse("max_open") is _core.SkipReason.MAX_OPEN
+    assert str(_core.ExitReason.ATR_TRAIL) == "atr_trail"
+    with pytest.raises(ValueError, match="unknown skip reason"):
+        _core.SkipReason.parse("later")

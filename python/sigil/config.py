@@ -15,11 +15,8 @@ from typing import Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sigil._core import STOP_CAP_PCT, STOP_FLOOR_PCT
 from sigil.errors import ConfigError
-
-#: Smallest and largest hard stop (fix G), as fractions of the entry price.
-STOP_FLOOR_PCT = 0.03
-STOP_CAP_PCT = 0.06
 
 
 class _Strict(BaseModel):

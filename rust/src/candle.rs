@@ -16,26 +16,10 @@ pub struct Candle {
 impl Candle {
     /// Checks the candle rules of `docs/HLD.md`; `index` names the row in the error.
     pub fn validate(&self, index: usize) -> Result<(), EngineError> {
-        for (field, v) in [("open", self.open), ("high", self.high), ("low", self.low), ("close", self.close)]
-        {
-            check_price(field, v, index)?;
+        match self.problem() {
+            None => Ok(()),
+            Some(p) => Err(p.error(index)),
         }
-        if !self.volume.is_finite() {
-            return Err(EngineError::NonFinite { field: "volume", index });
-        }
-        if self.volume < 0.0 {
-            return Err(EngineError::NonPositive { field: "volume", index });
-        }
-        if self.high < self.low {
-            return Err(EngineError::OutOfRange { what: "high < low", index });
-        }
-        if self.open < self.low || self.open > self.high {
-            return Err(EngineError::OutOfRange { what: "open outside [low, high]", index });
-        }
-        if self.close < self.low || self.close > self.high {
-            return Err(EngineError::OutOfRange { what: "close outside [low, high]", index });
-        }
-        Ok(())
     }
 }
 
@@ -54,6 +38,149 @@ impl Candle {
             & (self.volume >= 0.0)
             & (self.volume < f64::INFINITY)
     }
+}
+
+/// The first rule a candle row breaks, in the order [`Candle::validate`] checks them (then the time
+/// order of a series). One vocabulary for every reader of candles: files, the exchange, the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandleProblem {
+    /// A price or the volume is NaN or infinite.
+    NotFinite(&'static str),
+    /// A price is zero or negative.
+    NotPositive(&'static str),
+    NegativeVolume,
+    HighBelowLow,
+    OpenOutsideRange,
+    CloseOutsideRange,
+    /// The same open time as the candle before it.
+    DuplicateTime,
+    /// An open time before the candle before it.
+    OutOfOrder,
+}
+
+impl CandleProblem {
+    /// The short name exchange counters and logs use (open and close outside the range are one kind).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NotFinite(_) => "not_finite",
+            Self::NotPositive(_) => "not_positive",
+            Self::NegativeVolume => "negative_volume",
+            Self::HighBelowLow => "high_below_low",
+            Self::OpenOutsideRange | Self::CloseOutsideRange => "outside_range",
+            Self::DuplicateTime => "duplicate",
+            Self::OutOfOrder => "out_of_order",
+        }
+    }
+
+    /// The field the problem is in.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::NotFinite(f) | Self::NotPositive(f) => f,
+            Self::NegativeVolume => "volume",
+            Self::OpenOutsideRange => "open",
+            Self::CloseOutsideRange => "close",
+            Self::HighBelowLow => "high",
+            Self::DuplicateTime | Self::OutOfOrder => "time",
+        }
+    }
+
+    /// One line for a person: `open is not finite`, `high < low`, `candle times out of order` …
+    pub fn message(self) -> String {
+        match self {
+            Self::NotFinite(f) => format!("{f} is not finite"),
+            Self::NotPositive(f) => format!("{f} is not positive"),
+            Self::NegativeVolume => "volume is negative".into(),
+            Self::HighBelowLow => "high < low".into(),
+            Self::OpenOutsideRange => "open outside [low, high]".into(),
+            Self::CloseOutsideRange => "close outside [low, high]".into(),
+            Self::DuplicateTime => "duplicate candle time".into(),
+            Self::OutOfOrder => "candle times out of order".into(),
+        }
+    }
+
+    /// The engine error for this problem at row `index`.
+    pub fn error(self, index: usize) -> EngineError {
+        match self {
+            Self::NotFinite(field) => EngineError::NonFinite { field, index },
+            Self::NotPositive(field) => EngineError::NonPositive { field, index },
+            Self::NegativeVolume => EngineError::NonPositive { field: "volume", index },
+            Self::HighBelowLow => EngineError::OutOfRange { what: "high < low", index },
+            Self::OpenOutsideRange => EngineError::OutOfRange { what: "open outside [low, high]", index },
+            Self::CloseOutsideRange => EngineError::OutOfRange { what: "close outside [low, high]", index },
+            Self::DuplicateTime | Self::OutOfOrder => EngineError::Unsorted { index },
+        }
+    }
+}
+
+impl Candle {
+    /// The first rule this candle breaks, or None (the checks of [`Candle::validate`], in its order).
+    pub fn problem(&self) -> Option<CandleProblem> {
+        for (field, v) in [("open", self.open), ("high", self.high), ("low", self.low), ("close", self.close)]
+        {
+            if !v.is_finite() {
+                return Some(CandleProblem::NotFinite(field));
+            }
+            if v <= 0.0 {
+                return Some(CandleProblem::NotPositive(field));
+            }
+        }
+        if !self.volume.is_finite() {
+            return Some(CandleProblem::NotFinite("volume"));
+        }
+        if self.volume < 0.0 {
+            return Some(CandleProblem::NegativeVolume);
+        }
+        if self.high < self.low {
+            return Some(CandleProblem::HighBelowLow);
+        }
+        if self.open < self.low || self.open > self.high {
+            return Some(CandleProblem::OpenOutsideRange);
+        }
+        if self.close < self.low || self.close > self.high {
+            return Some(CandleProblem::CloseOutsideRange);
+        }
+        None
+    }
+}
+
+/// The first bad row of a candle series given as columns, and what is wrong with it: the row rules
+/// of [`Candle::problem`], then strictly increasing open times. Columns of unequal length are an error.
+/// Branch-free over valid rows ([`Candle::is_valid`]); the culprit is looked for only when one fails.
+pub fn first_problem(
+    time: &[i64],
+    open: &[f64],
+    high: &[f64],
+    low: &[f64],
+    close: &[f64],
+    volume: &[f64],
+) -> Result<Option<(usize, CandleProblem)>, EngineError> {
+    let n = time.len();
+    for (field, col) in [("open", open), ("high", high), ("low", low), ("close", close), ("volume", volume)] {
+        if col.len() != n {
+            return Err(EngineError::LengthMismatch { expected: n, field, got: col.len() });
+        }
+    }
+    for i in 0..n {
+        let c = Candle {
+            open_time: time[i],
+            open: open[i],
+            high: high[i],
+            low: low[i],
+            close: close[i],
+            volume: volume[i],
+        };
+        if !c.is_valid() {
+            if let Some(p) = c.problem() {
+                return Ok(Some((i, p)));
+            }
+        }
+        if i > 0 && time[i] <= time[i - 1] {
+            let p =
+                if time[i] == time[i - 1] { CandleProblem::DuplicateTime } else { CandleProblem::OutOfOrder };
+            return Ok(Some((i, p)));
+        }
+    }
+    Ok(None)
 }
 
 /// A price must be finite and strictly positive.
@@ -94,6 +221,27 @@ mod tests {
             }
         }
         assert!(n > 0);
+    }
+
+    #[test]
+    fn first_problem_finds_the_first_bad_row_and_time_order() {
+        let t = [0, 1, 2, 2];
+        let ok = [1.0; 4];
+        assert_eq!(first_problem(&t[..3], &ok[..3], &ok[..3], &ok[..3], &ok[..3], &ok[..3]), Ok(None));
+        assert_eq!(first_problem(&t, &ok, &ok, &ok, &ok, &ok), Ok(Some((3, CandleProblem::DuplicateTime))));
+        let low = [1.0, 1.0, 0.5, 2.0];
+        assert_eq!(first_problem(&t, &ok, &ok, &low, &ok, &ok), Ok(Some((3, CandleProblem::HighBelowLow))));
+        let back = [0, 5, 3];
+        assert_eq!(
+            first_problem(&back, &ok[..3], &ok[..3], &ok[..3], &ok[..3], &ok[..3]),
+            Ok(Some((2, CandleProblem::OutOfOrder)))
+        );
+        assert!(matches!(
+            first_problem(&t, &ok[..3], &ok, &ok, &ok, &ok),
+            Err(EngineError::LengthMismatch { field: "open", .. })
+        ));
+        assert_eq!(CandleProblem::NegativeVolume.message(), "volume is negative");
+        assert_eq!(CandleProblem::OpenOutsideRange.code(), CandleProblem::CloseOutsideRange.code());
     }
 
     #[test]

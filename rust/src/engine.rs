@@ -9,7 +9,7 @@ use crate::atr::Atr;
 use crate::breakout::{Breakout, BreakoutParams};
 use crate::candle::Candle;
 use crate::error::EngineError;
-use crate::fills::{BuyFill, Costs, SellFill};
+use crate::fills::{round_trip, BuyFill, Costs, SellFill};
 use crate::guard::{Blocked, GuardTable};
 use crate::stops::{hard_stop_pct, ExitReason, StopState, TrailParams};
 
@@ -361,8 +361,20 @@ impl Engine {
     ) -> Result<Position, EngineError> {
         self.check_ids(v, s)?;
         let cooldown = self.params[v as usize].cooldown_candles as i64 * self.symbols[s as usize].tf_ms;
+        let i = self.cell_index(v, s);
+        if self.cells[i].position.is_some() {
+            return Err(EngineError::InvalidParam { name: "open", reason: "already open".into() });
+        }
         if let Err(b) = self.guard.claim(v, s, time, cooldown)? {
-            return Err(EngineError::InvalidParam { name: "open", reason: format!("guard refused: {b:?}") });
+            // A driver whose guard follows a database (the daemon) has the open and its cooldown
+            // in the guard already, from the open's commit: then there is nothing left to claim.
+            let until = time.saturating_add(cooldown);
+            if !matches!(self.guard.get(v, s)?, (true, Some(u)) if u >= until) {
+                return Err(EngineError::InvalidParam {
+                    name: "open",
+                    reason: format!("guard refused: {b:?}"),
+                });
+            }
         }
         let pos = Position {
             variant: v,
@@ -377,7 +389,6 @@ impl Engine {
             stop: StopState::new(fill.price, stop_pct),
             bars_held: 0,
         };
-        let i = self.cell_index(v, s);
         self.cells[i].position = Some(pos);
         let acct = &mut self.accounts[v as usize];
         acct.balance -= fill.cost;
@@ -403,15 +414,8 @@ impl Engine {
         let acct = &mut self.accounts[v as usize];
         acct.balance += fill.proceeds;
         acct.open_symbols.retain(|&x| x != s);
-        let cost = pos.stake + pos.entry_fee;
-        Ok(ClosedTrade {
-            position: pos,
-            exit_time: time,
-            exit_price: fill.price,
-            reason,
-            pnl: fill.proceeds - cost,
-            fees: pos.entry_fee + fill.fee,
-        })
+        let (pnl, fees) = round_trip(pos.stake, pos.entry_fee, fill.gross, fill.fee);
+        Ok(ClosedTrade { position: pos, exit_time: time, exit_price: fill.price, reason, pnl, fees })
     }
 
     /// Puts back a position the database holds (start-up, or another process opened it).
@@ -456,7 +460,8 @@ impl Engine {
 
     /// The open position of (v, s), if any.
     pub fn position(&self, v: u32, s: u32) -> Option<&Position> {
-        self.cells.get(self.cell_index(v, s)).and_then(|c| c.position.as_ref())
+        self.check_ids(v, s).ok()?;
+        self.cells[self.cell_index(v, s)].position.as_ref()
     }
 
     /// Symbols with an open position for variant `v`, in the order they were opened.
@@ -466,7 +471,10 @@ impl Engine {
 
     /// Current ATR of (v, s) (NaN until ready).
     pub fn atr(&self, v: u32, s: u32) -> f64 {
-        self.cells.get(self.cell_index(v, s)).map_or(f64::NAN, |c| c.atr.value())
+        if self.check_ids(v, s).is_err() {
+            return f64::NAN;
+        }
+        self.cells[self.cell_index(v, s)].atr.value()
     }
 
     /// Balance plus open positions marked at their symbol's last close.

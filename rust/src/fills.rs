@@ -30,10 +30,11 @@ pub struct SellFill {
 }
 
 impl Costs {
-    /// The account balance a buy of `stake` needs.
+    /// The account balance a buy of `stake` needs: exactly what [`Costs::buy`] debits
+    /// (`stake + fee`), so a balance that passes the test never goes below zero.
     #[inline]
     pub fn required(&self, stake: f64) -> f64 {
-        stake * (1.0 + self.fee_rate)
+        stake + stake * self.fee_rate
     }
 
     /// Buy `stake` quote at reference price `price` (pays slippage up).
@@ -52,6 +53,13 @@ impl Costs {
         let fee = gross * self.fee_rate;
         SellFill { price: fill, gross, fee, proceeds: gross - fee }
     }
+}
+
+/// A round trip's P&L and fees: proceeds (`gross − exit_fee`) minus cost (`stake + entry_fee`), and
+/// `entry_fee + exit_fee`. The one P&L rule: the engine's closed trades and the database's rows.
+#[inline]
+pub fn round_trip(stake: f64, entry_fee: f64, gross: f64, exit_fee: f64) -> (f64, f64) {
+    ((gross - exit_fee) - (stake + entry_fee), entry_fee + exit_fee)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ pub mod replay;
 pub mod stops;
 
 pub use atr::{atr, atr_many, Atr};
-pub use candle::Candle;
+pub use candle::{first_problem, Candle, CandleProblem};
 pub use engine::{Engine, Intent, SkipReason, VariantParams};
 pub use error::EngineError;
 pub use guard::{Blocked, GuardTable};
-pub use stops::{hard_stop_pct, ExitReason, STOP_CAP_PCT, STOP_FLOOR_PCT};
+pub use stops::{hard_stop_pct, hard_stop_price, ExitReason, STOP_CAP_PCT, STOP_FLOOR_PCT};

@@ -101,7 +101,8 @@ impl Packed<'_> {
 /// Counts of one variant's run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VariantCounts {
-    pub signals: u64,
+    /// Opens carried out.
+    pub opens: u64,
     /// Skipped breakouts by reason, in [`SkipReason::ALL`] order.
     pub skips: [u64; 4],
 }
@@ -317,7 +318,7 @@ fn step(
                 let p = &engine.params()[variant as usize];
                 let fill = p.costs.buy(price, p.stake);
                 engine.apply_open(variant, symbol, time, &fill, stop_pct, atr)?;
-                result.counts[variant as usize].signals += 1;
+                result.counts[variant as usize].opens += 1;
             }
             Intent::Skip { variant, reason, .. } => {
                 let k = SkipReason::ALL.iter().position(|&r| r == reason).unwrap_or(0);

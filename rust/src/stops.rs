@@ -17,6 +17,12 @@ pub fn hard_stop_pct(atr_pct: f64, k: f64, floor: f64, cap: f64) -> f64 {
     }
 }
 
+/// The hard stop's price level: `entry_price × (1 − stop_pct)`, frozen at entry.
+#[inline]
+pub fn hard_stop_price(entry_price: f64, stop_pct: f64) -> f64 {
+    entry_price * (1.0 - stop_pct)
+}
+
 /// Why a position closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitReason {
@@ -80,7 +86,7 @@ impl StopState {
     pub fn new(entry_price: f64, stop_pct: f64) -> Self {
         Self {
             entry_price,
-            hard_stop_price: entry_price * (1.0 - stop_pct),
+            hard_stop_price: hard_stop_price(entry_price, stop_pct),
             highest: entry_price,
             trail_active: false,
             trail_stop: f64::NEG_INFINITY,

@@ -247,7 +247,7 @@ fn drive(params: Vec<VariantParams>, cols: &[Columns]) -> Driven {
                     let p = &e.params()[variant as usize];
                     let fill = p.costs.buy(price, p.stake);
                     e.apply_open(variant, symbol, time, &fill, stop_pct, atr).unwrap();
-                    d.counts[variant as usize].signals += 1;
+                    d.counts[variant as usize].opens += 1;
                     d.min_balance = d.min_balance.min(e.balance(variant));
                 }
                 Intent::Skip { variant, reason, .. } => {
@@ -356,7 +356,7 @@ fn simultaneous_closes_are_taken_in_symbol_name_order() {
     // Every breakout of AAA/USDT (opened, or skipped as open) is one of BBB/USDT skipped as max_open.
     let c = &r.counts[0];
     assert_eq!((c.skips[1], c.skips[3]), (0, 0));
-    assert_eq!(c.skips[2], c.signals + c.skips[0]);
+    assert_eq!(c.skips[2], c.opens + c.skips[0]);
     assert_same(&r, &drive(vec![p], &[b, a]));
 }
 
@@ -565,7 +565,7 @@ proptest! {
                 prop_assert!(n <= p.max_open, "variant {v}: {n} open at {t}");
             }
 
-            prop_assert_eq!(r.counts[v as usize].signals as usize, trades.len() + open.len());
+            prop_assert_eq!(r.counts[v as usize].opens as usize, trades.len() + open.len());
         }
     }
 

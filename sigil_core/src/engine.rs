@@ -1,67 +1,36 @@
 //! `Engine`: the stateful decision step the daemon drives, candle by candle and price by price.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyDict;
 
-use crate::errors::value_error;
-use crate::replay::variant_params;
+use crate::errors::{engine_error, invalid};
+use crate::intents::{close_intent, intent_object, CloseIntent, PyClosedTrade, PyPosition};
+use crate::params::variant_params;
+use crate::reasons::{PyExitReason, PySkipReason};
 use sigil_engine::engine::{Engine, Intent, Position};
 use sigil_engine::fills::{BuyFill, SellFill};
-use sigil_engine::stops::{ExitReason, StopState};
-use sigil_engine::Candle;
+use sigil_engine::stops::StopState;
+use sigil_engine::{Blocked, Candle};
 
-/// The decision step over all variants and symbols. Methods return intents as tuples:
-/// `("close", variant, symbol, time_ms, price, reason)`,
-/// `("open", variant, symbol, time_ms, price, stop_pct, atr)`,
-/// `("skip", variant, symbol, time_ms, reason)`.
+/// The decision step over all variants and symbols. `exits` and `on_price` return `CloseIntent`s,
+/// `signals` returns `OpenIntent`s and `SkipIntent`s; positions and closed trades are typed values.
 #[pyclass(name = "Engine", module = "sigil._core")]
 struct PyEngine {
     inner: Engine,
     buf: Vec<Intent>,
 }
 
-fn intent_tuple<'py>(py: Python<'py>, i: &Intent) -> PyResult<Bound<'py, PyTuple>> {
-    match *i {
-        Intent::Close { variant, symbol, time, price, reason } => {
-            ("close", variant, symbol, time, price, reason.as_str()).into_pyobject(py)
-        }
-        Intent::Open { variant, symbol, time, price, stop_pct, atr } => {
-            ("open", variant, symbol, time, price, stop_pct, atr).into_pyobject(py)
-        }
-        Intent::Skip { variant, symbol, time, reason } => {
-            ("skip", variant, symbol, time, reason.as_str()).into_pyobject(py)
-        }
-    }
-}
-
-fn position_dict<'py>(py: Python<'py>, p: &Position) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("variant", p.variant)?;
-    d.set_item("symbol", p.symbol)?;
-    d.set_item("entry_time", p.entry_time)?;
-    d.set_item("entry_price", p.entry_price)?;
-    d.set_item("qty", p.qty)?;
-    d.set_item("stake", p.stake)?;
-    d.set_item("entry_fee", p.entry_fee)?;
-    d.set_item("stop_pct", p.stop_pct)?;
-    d.set_item("atr_at_entry", p.atr_at_entry)?;
-    d.set_item("hard_stop_price", p.stop.hard_stop_price)?;
-    d.set_item("highest", p.stop.highest)?;
-    d.set_item("trail_active", p.stop.trail_active)?;
-    d.set_item("trail_stop", if p.stop.trail_stop.is_finite() { Some(p.stop.trail_stop) } else { None })?;
-    d.set_item("stop_price", p.stop.level().0)?;
-    d.set_item("bars_held", p.bars_held)?;
-    Ok(d)
-}
-
-fn reason(s: &str) -> PyResult<ExitReason> {
-    ExitReason::parse(s).ok_or_else(|| PyValueError::new_err(format!("unknown exit reason {s:?}")))
-}
-
 impl PyEngine {
-    fn drain<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        let out = self.buf.iter().map(|i| intent_tuple(py, i)).collect();
+    /// The buffered intents as Python objects (opens and skips).
+    fn drain<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let out = self.buf.iter().map(|i| intent_object(py, i)).collect();
+        self.buf.clear();
+        out
+    }
+
+    /// The buffered `close` intents.
+    fn drain_closes(&mut self) -> Vec<CloseIntent> {
+        let out = self.buf.iter().filter_map(close_intent).collect();
         self.buf.clear();
         out
     }
@@ -72,7 +41,7 @@ impl PyEngine {
     #[new]
     fn new(variants: Vec<Bound<'_, PyDict>>) -> PyResult<Self> {
         let params = variants.iter().map(variant_params).collect::<PyResult<Vec<_>>>()?;
-        Ok(Self { inner: Engine::new(params).map_err(value_error)?, buf: Vec::with_capacity(64) })
+        Ok(Self { inner: Engine::new(params).map_err(engine_error)?, buf: Vec::with_capacity(64) })
     }
 
     /// Variant names in id order.
@@ -83,7 +52,7 @@ impl PyEngine {
 
     /// Adds a symbol (idempotent) with its timeframe in ms; returns its id.
     fn add_symbol(&mut self, name: &str, tf_ms: i64) -> PyResult<u32> {
-        self.inner.add_symbol(name, tf_ms).map_err(value_error)
+        self.inner.add_symbol(name, tf_ms).map_err(engine_error)
     }
 
     /// The id of a symbol already added, or None.
@@ -93,9 +62,8 @@ impl PyEngine {
 
     /// Steps 1–2 of a closed candle (ATR, exits): the `close` intents to carry out before `signals`.
     #[allow(clippy::too_many_arguments)]
-    fn exits<'py>(
+    fn exits(
         &mut self,
-        py: Python<'py>,
         symbol: u32,
         open_time: i64,
         open: f64,
@@ -103,39 +71,32 @@ impl PyEngine {
         low: f64,
         close: f64,
         volume: f64,
-    ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    ) -> PyResult<Vec<CloseIntent>> {
         let c = Candle { open_time, open, high, low, close, volume };
-        c.validate(0).map_err(value_error)?;
+        c.validate(0).map_err(engine_error)?;
         self.buf.clear();
-        self.inner.exits(symbol, &c, &mut self.buf).map_err(value_error)?;
-        self.drain(py)
+        self.inner.exits(symbol, &c, &mut self.buf).map_err(engine_error)?;
+        Ok(self.drain_closes())
     }
 
     /// Steps 3–4 for the candle last given to `exits`: `open` and `skip` intents.
-    fn signals<'py>(&mut self, py: Python<'py>, symbol: u32) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    fn signals<'py>(&mut self, py: Python<'py>, symbol: u32) -> PyResult<Vec<Bound<'py, PyAny>>> {
         self.buf.clear();
-        self.inner.signals(symbol, &mut self.buf).map_err(value_error)?;
+        self.inner.signals(symbol, &mut self.buf).map_err(engine_error)?;
         self.drain(py)
     }
 
     /// A live price between closes: stops checked, trails raised; `close` intents.
-    fn on_price<'py>(
-        &mut self,
-        py: Python<'py>,
-        symbol: u32,
-        time: i64,
-        price: f64,
-    ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    fn on_price(&mut self, symbol: u32, time: i64, price: f64) -> PyResult<Vec<CloseIntent>> {
         self.buf.clear();
-        self.inner.on_price(symbol, time, price, &mut self.buf).map_err(value_error)?;
-        self.drain(py)
+        self.inner.on_price(symbol, time, price, &mut self.buf).map_err(engine_error)?;
+        Ok(self.drain_closes())
     }
 
     /// Records a carried-out open (fill from `buy_fill`): claims the guard, debits the balance.
     #[allow(clippy::too_many_arguments)]
-    fn apply_open<'py>(
+    fn apply_open(
         &mut self,
-        py: Python<'py>,
         variant: u32,
         symbol: u32,
         time: i64,
@@ -145,38 +106,29 @@ impl PyEngine {
         stake: f64,
         stop_pct: f64,
         atr: f64,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<PyPosition> {
         let fill = BuyFill { price: fill_price, stake, qty, fee, cost: stake + fee };
-        let p = self.inner.apply_open(variant, symbol, time, &fill, stop_pct, atr).map_err(value_error)?;
-        position_dict(py, &p)
+        let p = self.inner.apply_open(variant, symbol, time, &fill, stop_pct, atr).map_err(engine_error)?;
+        Ok((&p).into())
     }
 
     /// Records a carried-out close (fill from `sell_fill`): releases the guard, credits the balance.
-    /// Returns the trade with `pnl` and `fees`.
+    /// Returns the closed trade with its P&L and fees.
     #[allow(clippy::too_many_arguments)]
-    fn apply_close<'py>(
+    fn apply_close(
         &mut self,
-        py: Python<'py>,
         variant: u32,
         symbol: u32,
         time: i64,
         fill_price: f64,
         gross: f64,
         fee: f64,
-        exit_reason: &str,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        exit_reason: PyExitReason,
+    ) -> PyResult<PyClosedTrade> {
         let fill = SellFill { price: fill_price, gross, fee, proceeds: gross - fee };
-        let t = self
-            .inner
-            .apply_close(variant, symbol, time, &fill, reason(exit_reason)?)
-            .map_err(value_error)?;
-        let d = position_dict(py, &t.position)?;
-        d.set_item("exit_time", t.exit_time)?;
-        d.set_item("exit_price", t.exit_price)?;
-        d.set_item("exit_reason", t.reason.as_str())?;
-        d.set_item("pnl", t.pnl)?;
-        d.set_item("fees", t.fees)?;
-        Ok(d)
+        let t =
+            self.inner.apply_close(variant, symbol, time, &fill, exit_reason.into()).map_err(engine_error)?;
+        Ok((&t).into())
     }
 
     /// Puts back a position the database holds, with its trail state and protection end.
@@ -217,7 +169,7 @@ impl PyEngine {
             stop,
             bars_held,
         };
-        self.inner.restore_position(pos, protected_until).map_err(value_error)
+        self.inner.restore_position(pos, protected_until).map_err(engine_error)
     }
 
     /// Sets the guard state of (variant, symbol) as the database has it.
@@ -229,21 +181,26 @@ impl PyEngine {
         open: bool,
         protected_until: Option<i64>,
     ) -> PyResult<()> {
-        self.inner.set_guard(variant, symbol, open, protected_until).map_err(value_error)
+        self.inner.set_guard(variant, symbol, open, protected_until).map_err(engine_error)
     }
 
-    /// Why (variant, symbol) may not signal at `now_ms`: "open", "cooldown", or None.
-    fn blocked(&self, variant: u32, symbol: u32, now_ms: i64) -> PyResult<Option<&'static str>> {
-        let r = self.inner.guard().can_signal(variant, symbol, now_ms).map_err(value_error)?;
+    /// `(open, protected_until_ms or None)` of (variant, symbol) in the engine's guard.
+    fn guard_state(&self, variant: u32, symbol: u32) -> PyResult<(bool, Option<i64>)> {
+        self.inner.guard().get(variant, symbol).map_err(engine_error)
+    }
+
+    /// Why (variant, symbol) may not signal at `now_ms` (`OPEN`, `COOLDOWN`), or None.
+    fn blocked(&self, variant: u32, symbol: u32, now_ms: i64) -> PyResult<Option<PySkipReason>> {
+        let r = self.inner.guard().can_signal(variant, symbol, now_ms).map_err(engine_error)?;
         Ok(r.err().map(|b| match b {
-            sigil_engine::Blocked::Open => "open",
-            sigil_engine::Blocked::Cooldown { .. } => "cooldown",
+            Blocked::Open => PySkipReason::Open,
+            Blocked::Cooldown { .. } => PySkipReason::Cooldown,
         }))
     }
 
     /// Sets a variant's balance (the database is the authority).
     fn set_balance(&mut self, variant: u32, balance: f64) -> PyResult<()> {
-        self.inner.set_balance(variant, balance).map_err(value_error)
+        self.inner.set_balance(variant, balance).map_err(engine_error)
     }
 
     /// A variant's cash balance.
@@ -258,26 +215,16 @@ impl PyEngine {
         Ok(self.inner.equity(variant))
     }
 
-    /// The open position of (variant, symbol) as a dict, or None.
-    fn position<'py>(
-        &self,
-        py: Python<'py>,
-        variant: u32,
-        symbol: u32,
-    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+    /// The open position of (variant, symbol), or None.
+    fn position(&self, variant: u32, symbol: u32) -> PyResult<Option<PyPosition>> {
         self.check_variant(variant)?;
-        self.inner.position(variant, symbol).map(|p| position_dict(py, p)).transpose()
+        Ok(self.inner.position(variant, symbol).map(PyPosition::from))
     }
 
     /// Symbol ids with an open position for a variant.
     fn open_symbols(&self, variant: u32) -> PyResult<Vec<u32>> {
         self.check_variant(variant)?;
         Ok(self.inner.open_symbols(variant).to_vec())
-    }
-
-    /// Current ATR of (variant, symbol); NaN until ready.
-    fn atr(&self, variant: u32, symbol: u32) -> f64 {
-        self.inner.atr(variant, symbol)
     }
 }
 
@@ -286,7 +233,7 @@ impl PyEngine {
         if (v as usize) < self.inner.params().len() {
             Ok(())
         } else {
-            Err(PyValueError::new_err(format!("unknown variant id {v}")))
+            Err(invalid("variant", format!("unknown variant id {v}")))
         }
     }
 }

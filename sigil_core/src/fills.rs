@@ -39,7 +39,24 @@ fn sell_fill(price: f64, qty: f64, fee_rate: f64, slippage: f64) -> PyResult<(f6
     Ok((f.price, f.gross, f.fee, f.proceeds))
 }
 
+/// The balance a buy of `stake` needs at `fee_rate`: exactly what the buy debits (stake + fee).
+/// The one "enough balance" test: the engine's signals, the brokers and the store all use it.
+#[pyfunction]
+fn open_cost(stake: f64, fee_rate: f64) -> PyResult<f64> {
+    positive("stake", stake)?;
+    Ok(costs(fee_rate, 0.0)?.required(stake))
+}
+
+/// A round trip's `(pnl, fees)`: `(gross − exit_fee) − (stake + entry_fee)` and
+/// `entry_fee + exit_fee`, the engine's P&L rule (the store records exactly this).
+#[pyfunction]
+fn round_trip(stake: f64, entry_fee: f64, gross: f64, exit_fee: f64) -> (f64, f64) {
+    sigil_engine::fills::round_trip(stake, entry_fee, gross, exit_fee)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(round_trip, m)?)?;
+    m.add_function(wrap_pyfunction!(open_cost, m)?)?;
     m.add_function(wrap_pyfunction!(buy_fill, m)?)?;
     m.add_function(wrap_pyfunction!(sell_fill, m)?)?;
     Ok(())

@@ -3,57 +3,14 @@
 use std::borrow::Cow;
 
 use numpy::{IntoPyArray, PyReadonlyArray1};
-use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::errors::value_error;
-use sigil_engine::breakout::BreakoutParams;
-use sigil_engine::engine::{SkipReason, VariantParams};
-use sigil_engine::fills::Costs;
+use crate::errors::engine_error;
+use crate::params::variant_params;
+use sigil_engine::engine::SkipReason;
 use sigil_engine::replay::{replay as run_replay, Series};
-use sigil_engine::stops::{ExitReason, TrailParams};
-
-/// Reads one key of a variant dict, naming the variant and the key when missing or mistyped.
-fn field<'py, T>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T>
-where
-    T: for<'a> FromPyObject<'a, 'py>,
-    for<'a> <T as FromPyObject<'a, 'py>>::Error: Into<PyErr>,
-{
-    let v =
-        d.get_item(key)?.ok_or_else(|| PyKeyError::new_err(format!("variant parameter {key:?} missing")))?;
-    v.extract::<T>().map_err(|e| {
-        let e: PyErr = e.into();
-        PyValueError::new_err(format!("variant parameter {key:?}: {e}"))
-    })
-}
-
-/// A variant from the dict the config layer produces (`VariantConfig.engine_params()`).
-pub fn variant_params(d: &Bound<'_, PyDict>) -> PyResult<VariantParams> {
-    let p = VariantParams {
-        name: field(d, "name")?,
-        stop_k: field(d, "stop_k")?,
-        stop_floor: field(d, "stop_floor")?,
-        stop_cap: field(d, "stop_cap")?,
-        breakout: BreakoutParams {
-            lookback: field(d, "lookback")?,
-            volume_mult: field(d, "volume_mult")?,
-            buffer: field(d, "breakout_buffer")?,
-            atr_min_pct: field(d, "atr_min_pct")?,
-            atr_max_pct: field(d, "atr_max_pct")?,
-        },
-        max_open: field(d, "max_open")?,
-        cooldown_candles: field(d, "cooldown_candles")?,
-        stake: field(d, "stake")?,
-        starting_balance: field(d, "starting_balance")?,
-        costs: Costs { fee_rate: field(d, "fee_rate")?, slippage: field(d, "slippage")? },
-        atr_period: field(d, "atr_period")?,
-        trail: TrailParams { activation: field(d, "trail_activation")?, trail_mult: field(d, "trail_mult")? },
-        time_stop_candles: field(d, "time_stop_candles")?,
-    };
-    p.validate().map_err(|e| PyValueError::new_err(format!("variant {:?}: {e}", p.name)))?;
-    Ok(p)
-}
+use sigil_engine::stops::ExitReason;
 
 type SeriesArgs<'py> = (
     String,
@@ -123,7 +80,7 @@ fn replay<'py>(
     if let Some(e) = callback_error {
         return Err(e);
     }
-    let r = result.map_err(value_error)?;
+    let r = result.map_err(engine_error)?;
 
     let out = PyDict::new(py);
     out.set_item("variants", names)?;
@@ -173,7 +130,7 @@ fn replay<'py>(
     let counts = PyList::empty(py);
     for c in &r.counts {
         let d = PyDict::new(py);
-        d.set_item("opens", c.signals)?;
+        d.set_item("opens", c.opens)?;
         for (k, reason) in SkipReason::ALL.iter().enumerate() {
             d.set_item(format!("skip_{}", reason.as_str()), c.skips[k])?;
         }

@@ -18,10 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sigil.daemon.scanner import to_dt
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import Faults, SimExchange
 from sigil.store import PositionStore, open_database
+from sigil.times import from_ms
 
 from .conftest import wait_until
 from .stack import DaemonProcess, book_problems, config, cut, health_port, rows, sigil_env, span
@@ -157,7 +157,7 @@ async def test_a_restart_settles_the_reservations_a_crash_left(tmp_path: Path, p
         db = await open_database(url)
         try:
             store = PositionStore(db)
-            at = to_dt(first + 100 * HOUR_MS)
+            at = from_ms(first + 100 * HOUR_MS)
             reserved = {}
             for s in series:
                 price = float(s.close[99])

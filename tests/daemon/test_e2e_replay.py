@@ -16,6 +16,7 @@ from typing import Any, cast
 import aiohttp
 import pytest
 
+from sigil._core import ExitReason
 from sigil.daemon import handle
 from sigil.daemon.app import Daemon, RunLimits, serve
 from sigil.daemon.passes import PassReport
@@ -242,11 +243,11 @@ async def test_daemon_trades_exactly_as_replay(tmp_path: Path, pg: Any) -> None:
     original = Scanner._close
 
     async def watched(
-        self: Scanner, v: int, sym: str, sid: int, t: int, price: float, reason: str, counts: Any
+        self: Scanner, v: int, sym: str, sid: int, t: int, price: float, reason: ExitReason, counts: Any
     ) -> None:
         pos = self.engine.position(v, sid)
         if pos is not None:
-            seen_exits.append((reason, price, float(pos["stop_price"])))
+            seen_exits.append((reason, price, pos.stop_price))
         await original(self, v, sym, sid, t, price, reason, counts)
 
     url2 = await asyncio.to_thread(pg.create_database, migrated=True)

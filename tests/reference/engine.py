@@ -455,7 +455,7 @@ class RefVariantState:
             return blocked
         if len(self.positions) >= self.v.max_open:
             return "max_open"
-        if self.balance < self.v.stake * (1 + self.v.fee_rate):
+        if self.balance < self.v.stake + self.v.stake * self.v.fee_rate:
             return "balance"
         return None
 

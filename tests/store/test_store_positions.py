@@ -286,7 +286,7 @@ async def test_accounts(db: Database) -> None:
 async def test_events_record_skips_with_reasons(db: Database) -> None:
     events = EventStore(db)
     await events.signal("baseline", "ABC/USDT", T0, {"close": 2.0})
-    for reason in SkipReason:
+    for reason in SkipReason.all():
         await events.skip("baseline", "ABC/USDT", reason, T0)
     await events.error("exchange timed out\nafter 10 s", T0, symbol="ABC/USDT")
     with pytest.raises(ValueError):

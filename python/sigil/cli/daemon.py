@@ -21,8 +21,9 @@ from sigil.cli.args import port, positive_int, seconds, time_ms
 from sigil.config import apply_overrides, load_config
 from sigil.daemon.app import RunLimits, serve
 from sigil.daemon.passes import PassReport
-from sigil.daemon.scanner import Scanner, to_dt
+from sigil.daemon.scanner import Scanner
 from sigil.errors import DatabaseUnavailable, ExchangeUnavailable
+from sigil.times import from_ms
 
 #: Exit status when the database or the exchange is unreachable at start-up (try again later).
 EXIT_UNAVAILABLE = 1
@@ -103,13 +104,16 @@ class Progress:
         self._width = 0
 
     def __call__(self, scanner: Scanner, report: PassReport) -> None:
+        """Shows ``report``'s pass (at most every PROGRESS_EVERY_S unless live)."""
         now = time.monotonic()
         if not self.live and now - self._last < PROGRESS_EVERY_S:
             return
         self._last = now
         m = scanner.metrics
         market = (
-            "-" if report.market_time_ms is None else to_dt(report.market_time_ms).strftime("%Y-%m-%d %H:%M")
+            "-"
+            if report.market_time_ms is None
+            else from_ms(report.market_time_ms).strftime("%Y-%m-%d %H:%M")
         )
         books = "  ".join(
             f"{name} ${state.equity:,.0f} ({state.open_positions})"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from sigil import _core
 from sigil.errors import DataError
 
 SUFFIXES = (".feather", ".json", ".csv")
@@ -67,32 +68,14 @@ class CandleSeries:
         )
 
     def validate(self) -> None:
-        """Sorted, no duplicate times, finite positive prices, volume >= 0, low <= open/close <= high.
+        """Sorted, no duplicate times, finite positive prices, volume >= 0, low <= open/close <= high
+        (the engine's candle rules, :func:`sigil._core.check_candles`).
 
         Raises :class:`DataError` naming the file and the first bad row (0-based, as in the file).
         """
-        t, o, h, lo, c, v = self.time, self.open, self.high, self.low, self.close, self.volume
-        checks: list[tuple[str, npt.NDArray[np.bool_]]] = []
-        for name, col in (("open", o), ("high", h), ("low", lo), ("close", c)):
-            checks.append((f"{name} is not finite", ~np.isfinite(col)))
-            checks.append((f"{name} is not positive", ~(col > 0)))
-        checks.append(("volume is not finite", ~np.isfinite(v)))
-        checks.append(("volume is negative", v < 0))
-        checks.append(("high < low", h < lo))
-        checks.append(("open outside [low, high]", (o < lo) | (o > h)))
-        checks.append(("close outside [low, high]", (c < lo) | (c > h)))
-        if len(t) > 1:
-            d = np.diff(t)
-            checks.append(("duplicate candle time", np.concatenate(([False], d == 0))))
-            checks.append(("candle times out of order", np.concatenate(([False], d < 0))))
-        first: tuple[int, str] | None = None
-        for what, bad in checks:
-            idx = np.flatnonzero(bad)
-            if idx.size and (first is None or idx[0] < first[0]):
-                first = (int(idx[0]), what)
-        if first is not None:
-            row, what = first
-            raise DataError(f"{self.source}: row {row}: {what}")
+        problem = _core.check_candles(self.time, self.open, self.high, self.low, self.close, self.volume)
+        if problem is not None:
+            raise DataError(f"{self.source}: row {problem.index}: {problem.message}")
 
 
 def parse_name(path: Path) -> tuple[str, str | None]:

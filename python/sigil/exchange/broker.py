@@ -65,13 +65,17 @@ class Broker(Protocol):
 
     live: bool
 
-    def balance(self, variant: str) -> float: ...
+    def balance(self, variant: str) -> float:
+        """The variant's quote balance."""
+        ...
 
-    def can_open(self, variant: str, stake: float | None = None) -> str | None: ...
+    def can_open(self, variant: str, stake: float | None = None) -> str | None:
+        """None when the variant can pay for an open, else the refusal reason."""
+        ...
 
-    def estimate_open(
-        self, variant: str, symbol: str, price: float, *, stake: float | None = None
-    ) -> Fill: ...
+    def estimate_open(self, variant: str, symbol: str, price: float, *, stake: float | None = None) -> Fill:
+        """The fill a market buy would get, without booking it."""
+        ...
 
     async def open(
         self,
@@ -82,7 +86,9 @@ class Broker(Protocol):
         stake: float | None = None,
         time_ms: int | None = None,
         client_order_id: str | None = None,
-    ) -> Fill: ...
+    ) -> Fill:
+        """Buys the variant's stake (or ``stake``) of ``symbol`` at reference ``price``."""
+        ...
 
     async def close(
         self,
@@ -94,9 +100,13 @@ class Broker(Protocol):
         time_ms: int | None = None,
         client_order_id: str | None = None,
         maybe_sent: bool = False,
-    ) -> Fill: ...
+    ) -> Fill:
+        """Sells ``qty`` of ``symbol`` at reference ``price``."""
+        ...
 
-    def health(self) -> dict[str, Any]: ...
+    def health(self) -> dict[str, Any]:
+        """Mode and balances, for ``/health`` (never a key)."""
+        ...
 
 
 class _Ledger:
@@ -142,14 +152,14 @@ class _Ledger:
 
     def can_open(self, variant: str, stake: float | None = None) -> str | None:
         """None when ``variant`` can pay for an open of ``stake`` (default: its configured stake) plus
-        the taker fee; else the refusal reason. The test is the engine's: balance < stake × (1 + fee)."""
+        the taker fee; else the refusal reason. The test is the engine's (``_core.open_cost``)."""
         v = self.variants.get(variant)
         if v is None:
             return REFUSED_VARIANT
         s = v.stake if stake is None else stake
         if not (math.isfinite(s) and s > 0):
             return REFUSED_PRICE
-        if self._balance[variant] < s * (1.0 + v.fee_rate):
+        if self._balance[variant] < _core.open_cost(s, v.fee_rate):
             return REFUSED_BALANCE
         return None
 
@@ -162,7 +172,7 @@ class _Ledger:
         if reason == REFUSED_PRICE:
             raise OrderRefused(REFUSED_PRICE, f"{variant}: stake must be a positive number, got {s!r}")
         if reason == REFUSED_BALANCE:
-            need = s * (1.0 + v.fee_rate)
+            need = _core.open_cost(s, v.fee_rate)
             have = self._balance[variant]
             raise OrderRefused(
                 REFUSED_BALANCE,
@@ -314,7 +324,7 @@ class LiveBroker(_Ledger):
         await self.client.load_markets()
         _, quote = self._assets(symbol)
         free = await self.free_balance(quote)
-        if free < s * (1.0 + v.fee_rate):
+        if free < _core.open_cost(s, v.fee_rate):
             raise OrderRefused(
                 REFUSED_EXCHANGE_BALANCE,
                 f"{variant}: account holds {free:.2f} {quote}, an open needs {s:g} + fee",

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-#: Exit reasons in table order.
-EXIT_REASONS = ("atr_trail", "hard_stop", "time_stop")
+from sigil._core import ExitReason, SkipReason
+
+#: Exit reasons in table order (the engine's vocabulary, in its report order).
+EXIT_REASONS = tuple(r.value for r in ExitReason.report_order())
 #: Reasons a breakout was not taken, in report order.
-SKIP_REASONS = ("open", "cooldown", "max_open", "balance")
+SKIP_REASONS = tuple(r.value for r in SkipReason.all())
 
 
 @dataclass(frozen=True)

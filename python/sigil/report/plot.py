@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from sigil.report.metrics import EXIT_REASONS as _REASONS
 from sigil.report.table import Row
-
-_REASONS = ("atr_trail", "hard_stop", "time_stop")
 
 
 def plot_equity(

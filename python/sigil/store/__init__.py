@@ -16,9 +16,10 @@ not imported here so that commands without a scheduler do not load it).
 
 from __future__ import annotations
 
+from sigil._core import SkipReason
 from sigil.store.accounts import Account, AccountStore
 from sigil.store.db import Database, DatabaseTarget, open_database, resolve_target
-from sigil.store.events import Event, EventKind, EventStore, SkipReason
+from sigil.store.events import Event, EventKind, EventStore
 from sigil.store.guard_mirror import GuardMirror
 from sigil.store.heartbeats import Heartbeat, HeartbeatStore, PassStats
 from sigil.store.migrate import SchemaStatus, migrate, require_current, schema_status

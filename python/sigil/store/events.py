@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sigil._core import SkipReason
 from sigil.store import _checks
 from sigil.store.db import Connection, Database
 
@@ -25,13 +26,12 @@ class EventKind(StrEnum):
     ERROR = "error"
 
 
-class SkipReason(StrEnum):
-    """Why a signal did not open a position (the engine's order: open, cooldown, max_open, balance)."""
-
-    OPEN = "open"
-    COOLDOWN = "cooldown"
-    MAX_OPEN = "max_open"
-    BALANCE = "balance"
+def skip_reason_name(reason: object) -> str:
+    """The stored name of a skip reason: a :class:`SkipReason`, or a name the engine knows
+    (ValueError naming any other)."""
+    if isinstance(reason, SkipReason):
+        return reason.value
+    return SkipReason.parse(str(reason)).value
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class EventStore:
         at = _checks.utc("at", at)
         kind = EventKind(kind)
         if kind is EventKind.SKIP:
-            reason = SkipReason(reason).value if reason is not None else None
+            reason = skip_reason_name(reason) if reason is not None else None
             if reason is None:
                 raise ValueError("a skip event needs a reason (open, cooldown, max_open or balance)")
         payload = json.dumps(dict(detail or {}), default=str)
@@ -114,7 +114,12 @@ class EventStore:
     ) -> int:
         """Records a skipped signal and why."""
         return await self.record(
-            EventKind.SKIP, at=at, variant=variant, symbol=symbol, reason=SkipReason(reason), detail=detail
+            EventKind.SKIP,
+            at=at,
+            variant=variant,
+            symbol=symbol,
+            reason=skip_reason_name(reason),
+            detail=detail,
         )
 
     async def error(

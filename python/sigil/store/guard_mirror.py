@@ -12,6 +12,10 @@ How it keeps in step:
 - other processes' changes arrive by NOTIFY after their commit; for one pair they carry increasing
   ``seq`` numbers, so an older change never overwrites a newer one;
 - when the listening connection is lost it reconnects and rebuilds.
+
+Where it keeps the state: in a :class:`GuardTarget`. By default that is a table of its own
+(:class:`TableGuard`); the daemon hands it the engine's own guard instead, so the process holds
+one guard table, not two.
 """
 
 from __future__ import annotations
@@ -22,13 +26,12 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
-from sigil._core import GuardTable
+from sigil._core import GuardTable, SkipReason
 from sigil.errors import DatabaseUnavailable, UnknownVariant
 from sigil.store import _checks
 from sigil.store.db import Connection, Database
-from sigil.store.events import SkipReason
 from sigil.store.notify import GUARD_CHANNEL, GuardChange, until_ms
 from sigil.store.protections import SymbolProtectionStore
 
@@ -42,11 +45,60 @@ MAX_RECONNECT_DELAY_S = 30.0
 _REASONS = {"open": SkipReason.OPEN, "cooldown": SkipReason.COOLDOWN}
 
 
+class GuardTarget(Protocol):
+    """Where the mirror keeps each (variant, symbol)'s guard state."""
+
+    def knows(self, variant: str) -> bool:
+        """True for a variant this table holds."""
+        ...
+
+    def get(self, variant: str, symbol: str) -> tuple[bool, int | None]:
+        """``(open, protected_until_ms or None)``."""
+        ...
+
+    def set(self, variant: str, symbol: str, is_open: bool, protected_until_ms: int | None) -> None:
+        """Sets the state of (variant, symbol) as the database has it."""
+        ...
+
+    def blocked(self, variant: str, symbol: str, now_ms: int) -> SkipReason | None:
+        """Why (variant, symbol) may not signal at ``now_ms``, or None."""
+        ...
+
+
+class TableGuard:
+    """A :class:`GuardTarget` of its own: the engine's ``GuardTable`` by itself (a process that
+    follows the guard without trading, and the mirror's default)."""
+
+    def __init__(self, variants: Sequence[str]) -> None:
+        self._table = GuardTable(list(variants))
+        self._known = frozenset(variants)
+
+    def knows(self, variant: str) -> bool:
+        """True for a configured variant."""
+        return variant in self._known
+
+    def get(self, variant: str, symbol: str) -> tuple[bool, int | None]:
+        """``(open, protected_until_ms or None)``."""
+        return self._table.get(self._table.variant_id(variant), self._table.symbol_id(symbol))
+
+    def set(self, variant: str, symbol: str, is_open: bool, protected_until_ms: int | None) -> None:
+        """Sets the state of (variant, symbol)."""
+        self._table.set(
+            self._table.variant_id(variant), self._table.symbol_id(symbol), is_open, protected_until_ms
+        )
+
+    def blocked(self, variant: str, symbol: str, now_ms: int) -> SkipReason | None:
+        """Why (variant, symbol) may not signal at ``now_ms``, or None."""
+        why = self._table.blocked(self._table.variant_id(variant), self._table.symbol_id(symbol), now_ms)
+        return None if why is None else _REASONS[why]
+
+
 class GuardMirror:
     """The in-memory pre-signal guard for ``variants``, following the database.
 
-    ``on_change(change)`` is called for every change applied (after a rebuild, once per pair whose state
-    may have changed), e.g. to forward it to the engine's own guard.
+    ``target`` is where the state is kept (default: a :class:`TableGuard` of its own).
+    ``on_change(change)`` is called for every change applied (after a rebuild, once per pair whose
+    state may have changed).
     """
 
     def __init__(
@@ -54,12 +106,13 @@ class GuardMirror:
         db: Database,
         variants: Sequence[str],
         *,
+        target: GuardTarget | None = None,
         on_change: Callable[[GuardChange], None] | None = None,
         reconnect_delay_s: float = 0.5,
     ) -> None:
         self._db = db
         self._variants = list(variants)
-        self._table = GuardTable(self._variants)
+        self._target: GuardTarget = target if target is not None else TableGuard(self._variants)
         self._protections = SymbolProtectionStore(db)
         self._on_change = on_change
         self._reconnect_delay_s = reconnect_delay_s
@@ -82,12 +135,9 @@ class GuardMirror:
 
     def blocked_ms(self, variant: str, symbol: str, now_ms: int) -> SkipReason | None:
         """Why (variant, symbol) may not signal at ``now_ms`` (epoch ms): ``open``, ``cooldown``, or None."""
-        try:
-            v = self._table.variant_id(variant)
-        except ValueError:
-            raise UnknownVariant(f"unknown variant {variant!r}") from None
-        why = self._table.blocked(v, self._table.symbol_id(symbol), now_ms)
-        return None if why is None else _REASONS[why]
+        if variant not in self._variant_set:
+            raise UnknownVariant(f"unknown variant {variant!r}")
+        return self._target.blocked(variant, symbol, now_ms)
 
     def blocked(self, variant: str, symbol: str, now: datetime) -> SkipReason | None:
         """Why (variant, symbol) may not signal at ``now`` (market time), or None."""
@@ -99,12 +149,17 @@ class GuardMirror:
 
     def state(self, variant: str, symbol: str) -> tuple[bool, int | None]:
         """``(open, protected_until_ms or None)`` as the mirror has it."""
-        return self._table.get(self._table.variant_id(variant), self._table.symbol_id(symbol))
+        return self._target.get(variant, symbol)
 
     @property
-    def table(self) -> GuardTable:
-        """The current table (replaced by each rebuild: do not keep it, nor its symbol ids)."""
-        return self._table
+    def target(self) -> GuardTarget:
+        """Where the state is kept."""
+        return self._target
+
+    def retarget(self, target: GuardTarget) -> None:
+        """Keeps the state in ``target`` from now on (a fresh table: follow with :meth:`rebuild`)."""
+        self._target = target
+        self._touched = set()
 
     @property
     def listening(self) -> bool:
@@ -124,18 +179,18 @@ class GuardMirror:
         self._apply(change)
 
     def _apply(self, change: GuardChange) -> bool:
-        try:
-            v = self._table.variant_id(change.variant)
-            s = self._table.symbol_id(change.symbol)
-        except ValueError:
-            return False  # a variant this process does not trade, or a malformed name
+        if change.variant not in self._variant_set or not self._target.knows(change.variant):
+            return False  # a variant this process does not trade
         key = (change.variant, change.symbol)
         if change.seq <= self._seq.get(key, 0):
             return False
+        try:
+            is_open = change.open if change.open is not None else self._target.get(*key)[0]
+            self._target.set(change.variant, change.symbol, is_open, change.protected_until_ms)
+        except ValueError:
+            return False  # a malformed symbol name
         self._seq[key] = change.seq
         self._touched.add(key)
-        is_open = change.open if change.open is not None else self._table.get(v, s)[0]
-        self._table.set(v, s, is_open, change.protected_until_ms)
         if self._on_change is not None:
             self._on_change(
                 GuardChange(change.variant, change.symbol, is_open, change.protected_until_ms, change.seq)
@@ -143,10 +198,10 @@ class GuardMirror:
         return True
 
     async def rebuild(self) -> int:
-        """Replaces the table by the database's state; returns the number of pairs loaded.
+        """Sets the target to the database's state; returns the number of pairs loaded.
 
-        Changes heard while the snapshot is read are applied to the old table and replayed, in order, on
-        the new one.
+        Every pair known before or loaded now is set (a pair the database no longer holds becomes free).
+        Changes heard while the snapshot is read are replayed on top of it, in order.
         """
         async with self._rebuild_lock:
             self.generation += 1
@@ -156,18 +211,16 @@ class GuardMirror:
             except BaseException:
                 self._buffer = None
                 raise
-            table = GuardTable(self._variants)
-            loaded = 0
-            for st in states:
-                try:
-                    v = table.variant_id(st.variant)
-                except ValueError:
-                    continue  # positions of a variant that is not configured here
-                table.set(v, table.symbol_id(st.symbol), st.open, until_ms(st.protected_until))
-                loaded += 1
+            loaded: dict[tuple[str, str], tuple[bool, int | None]] = {
+                (st.variant, st.symbol): (st.open, until_ms(st.protected_until))
+                for st in states
+                if st.variant in self._variant_set and self._target.knows(st.variant)
+            }
             before, buffered = self._touched, self._buffer
-            self._table, self._seq, self._buffer = table, {}, None
-            self._touched = {(st.variant, st.symbol) for st in states if st.variant in self._variant_set}
+            for key in sorted(before | loaded.keys()):
+                is_open, until = loaded.get(key, (False, None))
+                self._target.set(key[0], key[1], is_open, until)
+            self._seq, self._buffer, self._touched = {}, None, set(loaded)
             for change in buffered:
                 self._apply(change)
             self.rebuilds += 1
@@ -177,7 +230,7 @@ class GuardMirror:
                     is_open, until = self.state(variant, symbol)
                     seq = self._seq.get((variant, symbol), 0)
                     self._on_change(GuardChange(variant, symbol, is_open, until, seq))
-            return loaded
+            return len(loaded)
 
     # -- listening -----------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sigil._core import SkipReason
 from sigil.store.db import Connection
-from sigil.store.events import SkipReason
 
 #: How a position was filled (``micro_positions.fill``).
 FILL_PAPER, FILL_RESERVED, FILL_EXCHANGE = "paper", "reserved", "exchange"

@@ -25,11 +25,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sigil._core import SkipReason
 from sigil.errors import InvalidOrder, PositionNotOpen
 from sigil.store import _checks
 from sigil.store.accounts import AccountStore
 from sigil.store.db import Connection, Database
-from sigil.store.events import EventKind, EventStore, SkipReason
+from sigil.store.events import EventKind, EventStore
 from sigil.store.locks import lock_pair, try_lock_pair
 from sigil.store.notify import GuardChange, next_seq, send, until_ms
 from sigil.store.position_records import (

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sigil._core import SkipReason
 from sigil.store import _checks
 from sigil.store.db import Connection, Database
-from sigil.store.events import SkipReason
 from sigil.store.locks import lock_pair
 from sigil.store.notify import GuardChange, next_seq, send, until_ms
 
