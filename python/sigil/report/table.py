@@ -14,19 +14,38 @@ class Row(Protocol):
     """What a table row needs; :class:`~sigil.research.replay.VariantMetrics` provides it."""
 
     @property
-    def closed_trades(self) -> int: ...
-    @property
-    def net_pnl(self) -> float: ...
-    @property
-    def balance(self) -> float: ...
-    @property
-    def equity(self) -> float: ...
-    @property
-    def open_positions(self) -> int: ...
-    @property
-    def by_reason(self) -> dict[str, tuple[int, float]]: ...
+    def closed_trades(self) -> int:
+        """Closed trades."""
+        ...
 
-    def share(self, reason: str) -> float: ...
+    @property
+    def net_pnl(self) -> float:
+        """Net P&L of the closed trades."""
+        ...
+
+    @property
+    def balance(self) -> float:
+        """Cash balance."""
+        ...
+
+    @property
+    def equity(self) -> float:
+        """Balance plus open positions at their last price."""
+        ...
+
+    @property
+    def open_positions(self) -> int:
+        """Positions still open."""
+        ...
+
+    @property
+    def by_reason(self) -> dict[str, tuple[int, float]]:
+        """(count, P&L) of the closed trades per exit reason."""
+        ...
+
+    def share(self, reason: str) -> float:
+        """The share of closed trades that exited for ``reason``."""
+        ...
 
 
 def money(x: float) -> str:

@@ -16,10 +16,14 @@ class HasStartingBalance(Protocol):
     """What :meth:`AccountStore.ensure` needs of a variant (``sigil.config.Variant`` has both)."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The variant's name."""
+        ...
 
     @property
-    def starting_balance(self) -> float: ...
+    def starting_balance(self) -> float:
+        """The balance its account starts with."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
