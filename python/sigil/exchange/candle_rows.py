@@ -1,19 +1,21 @@
 """Candle rows as the exchange sends them: which are valid candles, and which of them are new.
 
-:func:`candle_problem` is the one validity rule for a klines row; :class:`CandleRows` applies it to each
-response of one client and remembers, per symbol, the newest candle accepted, a bounded history, and a
-malformed candle that keeps coming back (asked for again up to :data:`MAX_BAD_REPEATS` passes, then
-left as a gap).
+:func:`candle_problem` reads a klines row (its shape and types) and asks the engine's candle rule
+(:func:`sigil._core.check_candle`) about its values; :class:`CandleRows` applies it to each response of
+one client and remembers, per symbol, the newest candle accepted and a malformed candle that keeps
+coming back (asked for again up to :data:`MAX_BAD_REPEATS` passes, then left as a gap). The candles
+themselves are kept by their one consumer, the daemon's candle feed.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
+
+from sigil import _core
 
 log = logging.getLogger("sigil.exchange")
 
@@ -44,17 +46,8 @@ def candle_problem(row: Sequence[Any]) -> str | None:
         o, h, lo, c, v = float(o), float(h), float(lo), float(c), float(v)
     except (TypeError, ValueError):
         return "missing"
-    if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
-        return "not_finite"
-    if min(o, h, lo, c) <= 0:
-        return "not_positive"
-    if v < 0:
-        return "negative_volume"
-    if h < lo:
-        return "high_below_low"
-    if not (lo <= o <= h and lo <= c <= h):
-        return "outside_range"
-    return None
+    problem = _core.check_candle(o, h, lo, c, v)
+    return None if problem is None else problem.code
 
 
 class RowCounters(Protocol):
@@ -72,24 +65,18 @@ class CandleRows:
     ``exchange_id`` names the exchange in log lines; drops are counted in ``counters``.
     """
 
-    def __init__(
-        self, exchange_id: str, timeframe_ms: int, history_candles: int, counters: RowCounters
-    ) -> None:
+    def __init__(self, exchange_id: str, timeframe_ms: int, counters: RowCounters) -> None:
         self.exchange_id = exchange_id
         self.timeframe_ms = timeframe_ms
-        self.history_candles = history_candles
         self.counters = counters
         #: symbol → open time of the newest candle accepted.
         self.last: dict[str, int] = {}
-        #: symbol → the newest ``history_candles`` candles accepted, oldest first.
-        self.history: dict[str, deque[Candle]] = {}
         #: symbol → (open time of a malformed candle, passes it was malformed in, last such pass)
         self._bad: dict[str, tuple[int, int, int]] = {}
 
     def forget(self, symbol: str) -> None:
         """Drops everything kept for ``symbol``."""
         self.last.pop(symbol, None)
-        self.history.pop(symbol, None)
         self._bad.pop(symbol, None)
 
     def accept(self, symbol: str, rows: Sequence[Sequence[Any]], now: int) -> tuple[list[Candle], bool]:
@@ -121,8 +108,6 @@ class CandleRows:
                 break  # ask again from here: a transient fault then leaves no hole
         if out:
             self.last[symbol] = out[-1].time
-            hist = self.history.setdefault(symbol, deque(maxlen=self.history_candles))
-            hist.extend(out)
             bad = self._bad.get(symbol)
             if bad is not None and bad[0] < out[-1].time:
                 del self._bad[symbol]

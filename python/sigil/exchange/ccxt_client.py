@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ccxt.async_support as ccxt
-import numpy as np
 
 from sigil.config import ExchangeConfig
-from sigil.data.candles import CandleSeries, timeframe_ms
+from sigil.data.candles import timeframe_ms
 from sigil.errors import ConfigError, ExchangeRejected, ExchangeUnavailable
 from sigil.exchange.candle_rows import Candle, CandleRows
 from sigil.exchange.ccxt_hooks import exchange_class, point_urls
@@ -133,7 +132,7 @@ class ExchangeClient:
         self._rng = rng or random.Random()
         self._sem = asyncio.Semaphore(cfg.max_concurrency)
         self._gate_until = 0.0
-        self._rows = CandleRows(cfg.id, self.timeframe_ms, cfg.history_candles, self.stats)
+        self._rows = CandleRows(cfg.id, self.timeframe_ms, self.stats)
         self._redact: Redactor | None = None
         self._closed = False
 
@@ -302,18 +301,6 @@ class ExchangeClient:
     def _last(self) -> dict[str, int]:
         """Open time of the newest candle returned, by symbol (where the next request starts)."""
         return self._rows.last
-
-    def history(self, symbol: str) -> list[Candle]:
-        """The closed candles kept for ``symbol`` (at most ``history_candles``), oldest first."""
-        return list(self._rows.history.get(symbol, ()))
-
-    def history_series(self, symbol: str) -> CandleSeries:
-        """:meth:`history` as a :class:`CandleSeries` (columns), e.g. to warm up indicators."""
-        rows = self._rows.history.get(symbol, ())
-        arr = np.array([c[1:] for c in rows], dtype=np.float64).reshape(-1, 5)
-        times = np.array([c[0] for c in rows], dtype=np.int64)
-        o, h, lo, c, v = (np.ascontiguousarray(arr[:, k]) for k in range(5))
-        return CandleSeries(symbol, self.timeframe_ms, times, o, h, lo, c, v, f"{self.id}:{symbol}")
 
     def last_candle_time(self, symbol: str) -> int | None:
         """Open time of the newest closed candle returned for ``symbol``; None before the first."""
