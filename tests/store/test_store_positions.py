@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from sigil._core import buy_fill, sell_fill
+from sigil._core import buy_fill, round_trip, sell_fill
 from sigil.errors import InvalidOrder, PositionNotOpen, UnknownVariant
 from sigil.store import (
     AccountStore,
@@ -342,3 +343,38 @@ async def test_heartbeats_per_instance(db: Database) -> None:
     assert await live.latest("nobody") is None
     with pytest.raises(ValueError, match="instance"):
         HeartbeatStore(db, "")
+
+
+async def test_the_stored_pnl_is_the_engines_round_trip_to_the_bit(db: Database) -> None:
+    """One P&L rule: what the database writes on a close equals ``sigil._core.round_trip`` (the
+    engine's closed-trade P&L and fees) bit for bit, over many prices and sizes."""
+    store = PositionStore(db)
+    rng = random.Random(7)
+    for i in range(40):
+        entry = rng.uniform(1e-5, 5.0) * 10 ** rng.randint(-3, 3)
+        stake = rng.choice([10.0, 33.3, 100.0, 0.7])
+        price, qty, fee, _cost = buy_fill(entry, stake, 0.001, 0.0005)
+        at = T0 + i * 13 * HOUR
+        opened = await store.open_position(
+            **order(
+                symbol=f"P{i}/USDT",
+                at=at,
+                entry_price=price,
+                qty=qty,
+                stake=stake,
+                entry_fee=fee,
+                stop_price=price * 0.96,
+                cooldown=HOUR,
+            )
+        )
+        assert opened.position is not None
+        exit_price, gross, exit_fee, _ = sell_fill(entry * rng.uniform(0.8, 1.3), qty, 0.001, 0.0005)
+        closed = await store.close_position(
+            opened.position.id,
+            closed_at=at + HOUR,
+            exit_price=exit_price,
+            gross=gross,
+            exit_fee=exit_fee,
+            exit_reason="atr_trail",
+        )
+        assert (closed.pnl, closed.fees) == round_trip(stake, fee, gross, exit_fee)

@@ -367,7 +367,8 @@ async def _update_close(
     exit_reason: str,
     order_id: str | None,
 ) -> Any:
-    # pnl in the order the decision rules give it, in float8 (IEEE double, as the engine computes it).
+    # pnl in the order the engine's rule gives it (sigil._core.round_trip), in float8 (IEEE double):
+    # the stored P&L equals the engine's closed trade to the bit (a store test checks it).
     return await conn.fetchrow(
         "UPDATE micro_positions SET status = 'closed', closed_at = $2, exit_price = $3, exit_reason = $6,"
         " exit_order_id = $7,"
