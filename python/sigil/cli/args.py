@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from sigil.times import to_ms
+
 
 def time_ms(raw: str) -> int:
     """ISO 8601 (UTC unless it says otherwise) or epoch milliseconds → epoch milliseconds."""
@@ -18,7 +20,7 @@ def time_ms(raw: str) -> int:
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    return to_ms(dt)
 
 
 def positive_int(raw: str) -> int:

@@ -11,11 +11,11 @@ import asyncio
 import logging
 import signal
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from sigil.cli.args import port, time_ms
 from sigil.data.candles import load_universe
+from sigil.times import iso_z
 
 #: The port the daemon's docs and demo use.
 DEFAULT_PORT = 8900
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     names = sorted(sim.markets.values(), key=lambda m: m.symbol)
     tfs = sorted({INTERVALS[m.tf] for m in names})
     shown = ", ".join(m.symbol for m in names[:3]) + (f" … {names[-1].symbol}" if len(names) > 3 else "")
-    start = datetime.fromtimestamp(sim.clock.now_ms() / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = iso_z(sim.clock.now_ms())
     where = f"{len(names)} symbols ({shown}), {'/'.join(tfs)}"
     print(f"exchange-sim: {where}, clock from {start} at ×{args.speed:g}")
     return asyncio.run(_serve(sim, args.port))

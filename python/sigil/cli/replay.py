@@ -11,7 +11,8 @@ from typing import Any
 from sigil.config import load_config
 from sigil.data.candles import load_universe
 from sigil.report.table import variant_table
-from sigil.research.replay import iso, replay_series
+from sigil.research.replay import replay_series
+from sigil.times import iso_z
 
 #: Runs shorter than this many candles finish too fast for a progress bar to help.
 PROGRESS_MIN_CANDLES = 100_000
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(
         f"Replayed {result.candles:,} candles of {len(series)} symbols, "
-        f"{iso(first)[:10]} → {iso(last)[:10]}, {len(result.variants)} variants"
+        f"{iso_z(first)[:10]} → {iso_z(last)[:10]}, {len(result.variants)} variants"
     )
     print(variant_table(result.metrics))
     if args.json:

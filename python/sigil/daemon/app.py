@@ -34,6 +34,7 @@ from sigil.daemon.passes import BREAKOUT, Passes, PassReport
 from sigil.daemon.scheduler import DaemonScheduler
 from sigil.daemon.systemd import SystemdNotifier
 from sigil.daemon.watchdog import EXIT_STALLED, LoopGuard, Watchdog
+from sigil.times import iso
 
 if TYPE_CHECKING:
     from sigil.daemon.scanner import Scanner
@@ -61,7 +62,7 @@ def _iso(wall: float | None) -> str | None:
 
 
 def _iso_ms(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+    return None if ms is None else iso(ms)
 
 
 class Daemon:

@@ -10,12 +10,12 @@ themselves are kept by their one consumer, the daemon's candle feed.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from sigil import _core
+from sigil.times import iso_z
 
 log = logging.getLogger("sigil.exchange")
 
@@ -139,4 +139,4 @@ class CandleRows:
 def _iso(t: object) -> str:
     if not isinstance(t, int):
         return repr(t)
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t / 1000))
+    return iso_z(t)

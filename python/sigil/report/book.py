@@ -14,6 +14,7 @@ import numpy.typing as npt
 from sigil.config import Config
 from sigil.report.metrics import EXIT_REASONS, SKIP_REASONS, TradeTally, tally
 from sigil.store import AccountStore, Database, EventStore, Position, PositionStore
+from sigil.times import to_ms
 
 #: Read at most this many closed positions (newest first); a report of more is cut, and says so.
 MAX_TRADES = 1_000_000
@@ -98,9 +99,9 @@ class Book:
         events: list[tuple[int, str, float]] = []
         for p in self.trades:
             if p.closed_at is not None and p.pnl is not None:
-                events.append((_ms(p.closed_at), p.variant, p.pnl))
+                events.append((to_ms(p.closed_at), p.variant, p.pnl))
         for p in self.trades + self.open_positions:
-            events.append((_ms(p.opened_at), p.variant, 0.0))
+            events.append((to_ms(p.opened_at), p.variant, 0.0))
         events.sort(key=lambda e: e[0])
         times = sorted({t for t, _, _ in events})
         if not times:
@@ -117,10 +118,6 @@ class Book:
             curve = m.starting_balance + np.cumsum(step)
             curves[name] = np.append(curve, m.equity)
         return axis, curves
-
-
-def _ms(dt: datetime) -> int:
-    return int(dt.timestamp() * 1000)
 
 
 async def load_book(db: Database, config: Config) -> Book:

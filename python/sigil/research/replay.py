@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,11 +15,7 @@ from sigil import _core
 from sigil.config import Config, load_config
 from sigil.data.candles import CandleSeries, load_universe
 from sigil.report.metrics import SKIP_REASONS, TradeTally, tally
-
-
-def iso(ms: int) -> str:
-    """Milliseconds since the epoch → ISO 8601 UTC (``2024-01-01T00:00:00Z``)."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from sigil.times import iso_z
 
 
 class Trade(NamedTuple):
@@ -43,8 +38,8 @@ class Trade(NamedTuple):
     def to_json(self) -> dict[str, Any]:
         """JSON shape of ``--json``: times in ISO 8601 UTC."""
         d = self._asdict()
-        d["entry_time"] = iso(self.entry_time)
-        d["exit_time"] = iso(self.exit_time)
+        d["entry_time"] = iso_z(self.entry_time)
+        d["exit_time"] = iso_z(self.exit_time)
         return d
 
 
@@ -65,7 +60,7 @@ class OpenPosition(NamedTuple):
     def to_json(self) -> dict[str, Any]:
         """JSON shape of ``--json``."""
         d = self._asdict()
-        d["entry_time"] = iso(self.entry_time)
+        d["entry_time"] = iso_z(self.entry_time)
         return d
 
 

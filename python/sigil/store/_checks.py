@@ -1,12 +1,14 @@
-"""Argument checks and time conversions shared by the stores (before any SQL runs)."""
+"""Argument checks shared by the stores (before any SQL runs); the time conversions are
+:mod:`sigil.times`' (re-exported for the stores)."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
+from sigil.times import from_ms, to_ms, to_ms_ceil
+
+__all__ = ["from_ms", "to_ms", "to_ms_ceil"]
 
 
 def utc(name: str, value: datetime, error: type[ValueError] = ValueError) -> datetime:
@@ -16,21 +18,6 @@ def utc(name: str, value: datetime, error: type[ValueError] = ValueError) -> dat
     if value.tzinfo is None or value.utcoffset() is None:
         raise error(f"{name} must be timezone-aware (UTC), got the naive datetime {value.isoformat()}")
     return value.astimezone(UTC)
-
-
-def to_ms(value: datetime) -> int:
-    """Milliseconds since the epoch, rounded down."""
-    return (value - EPOCH) // _MS
-
-
-def to_ms_ceil(value: datetime) -> int:
-    """Milliseconds since the epoch, rounded up (a protection end must not end early when rounded)."""
-    return -((EPOCH - value) // _MS)
-
-
-def from_ms(ms: int) -> datetime:
-    """The UTC datetime of an epoch millisecond."""
-    return EPOCH + ms * _MS
 
 
 def positive(name: str, value: float, error: type[ValueError] = ValueError) -> float:
