@@ -18,14 +18,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sigil.exchange.broker import Broker, Fill, LiveBroker, PaperBroker, make_broker
+    from sigil.exchange.broker import Fill, LiveBroker, PaperBroker, make_broker
     from sigil.exchange.candle_rows import Candle
     from sigil.exchange.ccxt_client import ExchangeClient, ExchangeStats, PassResult
     from sigil.exchange.settings import Credentials, ExchangeSettings, resolve_exchange
     from sigil.exchange.universe import Universe, UniverseSelection
 
 _WHERE = {
-    "Broker": "broker",
     "Fill": "broker",
     "LiveBroker": "broker",
     "PaperBroker": "broker",
@@ -42,7 +41,6 @@ _WHERE = {
 }
 
 __all__ = [
-    "Broker",
     "Candle",
     "Credentials",
     "ExchangeClient",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import ccxt.async_support as ccxt
 
@@ -58,55 +58,6 @@ class Fill:
     balance: float
     time_ms: int | None = None
     order_id: str | None = None
-
-
-class Broker(Protocol):
-    """What the daemon needs from a broker, paper or live."""
-
-    live: bool
-
-    def balance(self, variant: str) -> float:
-        """The variant's quote balance."""
-        ...
-
-    def can_open(self, variant: str, stake: float | None = None) -> str | None:
-        """None when the variant can pay for an open, else the refusal reason."""
-        ...
-
-    def estimate_open(self, variant: str, symbol: str, price: float, *, stake: float | None = None) -> Fill:
-        """The fill a market buy would get, without booking it."""
-        ...
-
-    async def open(
-        self,
-        variant: str,
-        symbol: str,
-        price: float,
-        *,
-        stake: float | None = None,
-        time_ms: int | None = None,
-        client_order_id: str | None = None,
-    ) -> Fill:
-        """Buys the variant's stake (or ``stake``) of ``symbol`` at reference ``price``."""
-        ...
-
-    async def close(
-        self,
-        variant: str,
-        symbol: str,
-        qty: float,
-        price: float,
-        *,
-        time_ms: int | None = None,
-        client_order_id: str | None = None,
-        maybe_sent: bool = False,
-    ) -> Fill:
-        """Sells ``qty`` of ``symbol`` at reference ``price``."""
-        ...
-
-    def health(self) -> dict[str, Any]:
-        """Mode and balances, for ``/health`` (never a key)."""
-        ...
 
 
 class _Ledger:
