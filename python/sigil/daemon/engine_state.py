@@ -41,6 +41,9 @@ class EngineState:
         #: The database id of each open position the engine holds.
         self.position_ids: dict[tuple[int, str], int] = {}
         self._trail: dict[int, TrailMark] = {}
+        #: (variant, symbol) pairs whose guard the engine keeps itself while a rebuild re-applies what
+        #: the database holds from after the resume point (the database is ahead of the engine there).
+        self.replaying: set[tuple[str, str]] = set()
 
     def reset(self) -> None:
         """A fresh engine: no symbols, positions, guard state; balances at their start."""
@@ -142,7 +145,10 @@ class EngineState:
 
     def set(self, variant: str, symbol: str, is_open: bool, protected_until_ms: int | None) -> None:
         """The database's guard state of (variant, symbol) into the engine's guard. A position the
-        engine holds stays open in it until the engine closes it."""
+        engine holds stays open in it until the engine closes it; a pair being replayed keeps the
+        engine's own state (see :attr:`replaying`)."""
+        if (variant, symbol) in self.replaying:
+            return
         v, sid = self.vid[variant], self.sid(symbol)
         if self.engine.position(v, sid) is not None:
             is_open = True

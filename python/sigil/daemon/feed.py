@@ -98,6 +98,9 @@ class CandleFeed:
                 if len(rows) >= TRUNCATED_AT and last is not None and last + self.tf_ms < cutoff:
                     again.append(sym)
             todo = again
+        # Still cut at the request limit after every round: its later candles come next pass, so the
+        # market time is held back for it like for a late symbol.
+        self._behind.update(todo)
         return total, failed
 
     def decide_to(self, now: int, symbols: Sequence[str], failed: dict[str, str], decided: int | None) -> int:

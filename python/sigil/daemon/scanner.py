@@ -141,6 +141,9 @@ class Scanner:
             log.info("accounts created: %s", ", ".join(created))
         await self.mirror.start()
         self._resume_ms = await self.recovery.resume_point()
+        if self._resume_ms is not None:
+            # Every candle since the resume point, and enough before it to warm the engine up.
+            self.client.start_at(self._resume_ms - self.client.config.history_candles * self.tf_ms)
         log.info(
             "resuming after %s",
             "nothing (fresh start)" if self._resume_ms is None else iso(self._resume_ms),
@@ -297,6 +300,9 @@ class Scanner:
         self.recovery.held_through(due)
         if trade:
             for ci in closes:
+                if self.recovery.redo.close(ci, sym):
+                    counts.closes += 1  # the database holds this close already (a pass cut short)
+                    continue
                 await self._close(ci.variant, sym, sid, ci.time, ci.price, ci.reason, counts)
         intents = self.engine.signals(sid)
         if not trade:
@@ -305,6 +311,9 @@ class Scanner:
             if self.recovery.carried_out(intent.variant, sym, due.close):
                 continue  # carried out before a restart: the position comes back from the database
             if isinstance(intent, OpenIntent):
+                if self.recovery.redo.open(intent, sym):
+                    counts.opens += 1  # the database holds this open already (a pass cut short)
+                    continue
                 await self._open(sym, sid, intent, counts)
             else:
                 await self._skip(intent.variant, sym, intent.time, intent.reason, counts)
@@ -445,9 +454,8 @@ class Scanner:
     async def _persist_pass_end(self, cutoff: int) -> None:
         """Trails first, then the equity marks: ``equity_at`` is the resume point, so it moves last."""
         await self._persist_trails()
-        at = from_ms(cutoff)
-        for v, name in enumerate(self.names):
-            await self.accounts.mark_equity(name, max(0.0, self.engine.equity(v)), at)
+        equities = {name: max(0.0, self.engine.equity(v)) for v, name in enumerate(self.names)}
+        await self.accounts.mark_pass(equities, from_ms(cutoff))
 
     def _sync_exchange_errors(self) -> None:
         for kind, n in self.client.stats.errors.items():

@@ -133,6 +133,8 @@ class ExchangeClient:
         self._sem = asyncio.Semaphore(cfg.max_concurrency)
         self._gate_until = 0.0
         self._rows = CandleRows(cfg.id, self.timeframe_ms, self.stats)
+        #: See :meth:`start_at`.
+        self._start_ms: int | None = None
         self._redact: Redactor | None = None
         self._closed = False
 
@@ -310,13 +312,24 @@ class ExchangeClient:
         """Drops ``symbol``'s cache (it left the universe); a later pass starts it from scratch."""
         self._rows.forget(symbol)
 
+    def start_at(self, ms: int | None) -> None:
+        """The first request for a symbol starts no later than open time ``ms`` (a daemon resuming
+        from a point further back than ``history_candles``: every candle since is fetched)."""
+        self._start_ms = ms
+
     def _plan(self, symbol: str, now: int) -> tuple[int, int] | None:
         """(since, limit) of the request that gets ``symbol``'s new closed candles; None = none closed."""
         tf = self.timeframe_ms
         current = now - now % tf  # open time of the candle in progress
         first_needed = current - self.config.history_candles * tf
         last = self._last.get(symbol)
-        since = first_needed if last is None else max(last + tf, first_needed)
+        if last is not None:
+            # Every candle since the last one, however long the gap: none is ever skipped.
+            since = last + tf
+        elif self._start_ms is not None:
+            since = min(first_needed, self._start_ms)
+        else:
+            since = first_needed
         if since >= current:
             return None
         # +1: the candle in progress comes along; asking for exactly the closed ones would let an

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,14 +36,22 @@ class Account:
     equity: float
     equity_at: datetime | None
     updated_at: datetime
+    #: The balance as of ``equity_at`` (the last completed pass), to the bit; None before the first.
+    balance_mark: float | None = None
 
 
-_COLUMNS = "variant_id, starting_balance, balance, equity, equity_at, updated_at"
+_COLUMNS = "variant_id, starting_balance, balance, equity, equity_at, updated_at, balance_mark"
 
 
 def _account(r: Any) -> Account:
     return Account(
-        r["variant_id"], r["starting_balance"], r["balance"], r["equity"], r["equity_at"], r["updated_at"]
+        r["variant_id"],
+        r["starting_balance"],
+        r["balance"],
+        r["equity"],
+        r["equity_at"],
+        r["updated_at"],
+        r["balance_mark"],
     )
 
 
@@ -95,6 +103,24 @@ class AccountStore:
             )
         if status.endswith(" 0"):
             raise UnknownVariant(f"unknown variant {variant!r}: it has no account")
+
+    async def mark_pass(self, equities: Mapping[str, float], at: datetime) -> None:
+        """The end of a completed pass, for every variant in ``equities`` at once (one transaction):
+        equity, ``equity_at = at`` (the resume point) and ``balance_mark`` (the balance now). A crash
+        can never leave some variants marked at one point and some at another."""
+        values = {name: _checks.non_negative("equity", e) for name, e in equities.items()}
+        at = _checks.utc("at", at)
+        async with self._db.transaction("mark pass") as conn:
+            for variant, value in values.items():
+                status = await conn.execute(
+                    "UPDATE variant_accounts SET equity = $2, equity_at = $3, balance_mark = balance,"
+                    " updated_at = now() WHERE variant_id = $1",
+                    variant,
+                    value,
+                    at,
+                )
+                if status.endswith(" 0"):
+                    raise UnknownVariant(f"unknown variant {variant!r}: it has no account")
 
     async def lock_balance(self, conn: Connection, variant: str) -> float:
         """The balance, with the account row locked until the transaction ends (serialises one variant's

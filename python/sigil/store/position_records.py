@@ -45,6 +45,9 @@ class Position:
     #: Closed: the exchange's id of the live sell. Open: the client id of a sell that was sent but
     #: not recorded (its outcome must be looked up before selling again).
     exit_order_id: str | None = None
+    #: Closed: the sell's gross proceeds (qty × exit price) and its fee, as the close recorded them.
+    exit_gross: float | None = None
+    exit_fee: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -83,7 +86,7 @@ class OpenResult:
 COLUMNS = (
     "id, variant_id, symbol, status, opened_at, entry_price, qty, stake, entry_fee, stop_pct, stop_price,"
     " atr_at_entry, trail_active, trail_highest, trail_stop, closed_at, exit_price, exit_reason, pnl, fees,"
-    " fill, entry_order_id, exit_order_id"
+    " fill, entry_order_id, exit_order_id, exit_gross, exit_fee"
 )
 
 
@@ -113,6 +116,8 @@ def position_from_row(r: Any) -> Position:
         fill=r["fill"],
         entry_order_id=r["entry_order_id"],
         exit_order_id=r["exit_order_id"],
+        exit_gross=r["exit_gross"],
+        exit_fee=r["exit_fee"],
     )
 
 

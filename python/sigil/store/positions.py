@@ -286,6 +286,29 @@ class PositionStore(LiveReservations):
             )
         return [position_from_row(r) for r in rows]
 
+    async def since(self, at: datetime) -> list[Position]:
+        """Every position open now or closed after ``at`` (market time), oldest open first: what a
+        rebuild from the resume point ``at`` must know of."""
+        at = _checks.utc("at", at)
+        async with self._db.connection("read positions since") as conn:
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM micro_positions WHERE status = 'open' OR closed_at > $1"
+                " ORDER BY opened_at, id",
+                at,
+            )
+        return [position_from_row(r) for r in rows]
+
+    async def last_opens(self, at: datetime) -> dict[tuple[str, str], datetime]:
+        """The latest open time at or before ``at`` of every (variant, symbol) that ever opened."""
+        at = _checks.utc("at", at)
+        async with self._db.connection("read last opens") as conn:
+            rows = await conn.fetch(
+                "SELECT variant_id, symbol, max(opened_at) AS opened_at FROM micro_positions"
+                " WHERE opened_at <= $1 GROUP BY variant_id, symbol",
+                at,
+            )
+        return {(r["variant_id"], r["symbol"]): r["opened_at"] for r in rows}
+
     async def closed_positions(self, variant: str | None = None, *, limit: int = 100) -> list[Position]:
         """The latest closed positions (of one variant, or all), newest first."""
         async with self._db.connection("read closed positions") as conn:
@@ -372,7 +395,8 @@ async def _update_close(
     return await conn.fetchrow(
         "UPDATE micro_positions SET status = 'closed', closed_at = $2, exit_price = $3, exit_reason = $6,"
         " exit_order_id = $7,"
-        " pnl = ($4::float8 - $5::float8) - (stake + entry_fee), fees = entry_fee + $5::float8"
+        " pnl = ($4::float8 - $5::float8) - (stake + entry_fee), fees = entry_fee + $5::float8,"
+        " exit_gross = $4, exit_fee = $5"
         f" WHERE id = $1 AND status = 'open' AND fill <> 'reserved' RETURNING {COLUMNS}",
         position_id,
         closed_at,
