@@ -75,7 +75,10 @@ class ExchangeConfig(_Strict):
     min_quote_volume: float = Field(0.0, ge=0)
     max_quote_volume: float | None = Field(None, gt=0)
     max_symbols: int = Field(150, ge=1)
-    history_candles: int = Field(200, ge=1, le=1000)
+    #: Candles fetched before the first pass (and before a resume point): enough for a rebuilt
+    #: engine's ATR to reach the very bits of one that never stopped (Wilder's recursion forgets its
+    #: start by a factor 13/14 a candle: about 500 candles reach double precision).
+    history_candles: int = Field(1000, ge=1, le=5000)
     max_concurrency: int = Field(8, ge=1, le=64)
     retries: int = Field(4, ge=0, le=20)
     timeout_s: float = Field(10.0, gt=0)
