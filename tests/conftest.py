@@ -7,23 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from pg import PgServer
+from tests.support.data import BUNDLED, SHARED_DATA
+from tests.support.pg import PgServer
 
 # ---------------------------------------------------------------------------------------------------
-# Candle data paths (replay, oracle and benchmark tests)
+# Candle data paths (replay, oracle and benchmark tests); the paths themselves: tests/support/data.py
 # ---------------------------------------------------------------------------------------------------
-
-REPO = Path(__file__).resolve().parents[1]
-#: Small real candle files that ship with the repository: always there.
-BUNDLED_DATA = REPO / "data"
-#: The larger shared data set next to the repository (``<repo>/../shared/data``), when the machine has it.
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
 def bundled_data() -> Path:
     """The repository's ``data/`` folder (seven real 1h candle files)."""
-    return BUNDLED_DATA
+    return BUNDLED
 
 
 @pytest.fixture(scope="session")

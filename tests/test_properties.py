@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import sigil
-from reference import ENGINE_STOP_PCT_RULE, differences
-from reference import replay as reference_replay
-from reference.engine import WilderAtr, buy, hard_stop_pct, sell
 from sigil import _core
 from sigil.config import Config, load_config
 from sigil.data import CandleSeries
 from sigil.research.replay import ReplayResult, Trade, replay_series
+from tests.reference import ENGINE_STOP_PCT_RULE, differences
+from tests.reference import replay as reference_replay
+from tests.reference.engine import WilderAtr, buy, hard_stop_pct, sell
 
 SHIPPED = load_config()
 VariantModel = type(SHIPPED.variants[0])

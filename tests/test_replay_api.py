@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import sigil
-from reference import ENGINE_STOP_PCT_RULE, differences
-from reference import replay as reference_replay
 from sigil.config import load_config
 from sigil.data import CandleSeries, load_universe
 from sigil.errors import DataError
 from sigil.research.replay import ReplayResult, replay_series
+from tests.reference import ENGINE_STOP_PCT_RULE, differences
+from tests.reference import replay as reference_replay
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 TRADE_FIELDS = {

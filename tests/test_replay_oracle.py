@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 import sigil
-from reference import ENGINE_STOP_PCT_RULE, ReferenceResult, differences
-from reference import replay as reference_replay
 from sigil import _core
 from sigil.config import Config, load_config
 from sigil.data import CandleSeries, load_universe
 from sigil.research.replay import ReplayResult, replay_series
+from tests.reference import ENGINE_STOP_PCT_RULE, ReferenceResult, differences
+from tests.reference import replay as reference_replay
 
 REPO = Path(__file__).resolve().parents[1]
 LEGACY_FIXED3 = REPO / "config" / "legacy" / "fixed3.yaml"

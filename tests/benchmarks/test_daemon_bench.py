@@ -42,6 +42,8 @@ from sigil.config import apply_overrides, load_config
 from sigil.daemon.app import serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
+from tests.support.pg import PgServer
+from tests.support.sim_process import SimProcess, sim_clock
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data" / "universe-1h"
@@ -53,10 +55,6 @@ RSS_DAYS = 30
 SIGIL_DIR = str(Path(sigil.__file__).resolve().parent)
 #: Market time the runs start at: every pair of the universe is listed by then.
 START = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp() * 1000)
-
-sys.path.insert(0, str(REPO / "tests"))
-from pg import PgServer  # noqa: E402
-from sim_process import SimProcess, sim_clock  # noqa: E402
 
 RecordRatio = Callable[[str, float, str], None]
 Capsys = pytest.CaptureFixture[str]

@@ -31,7 +31,7 @@ import sigil
 from sigil.config import ExchangeConfig
 from sigil.data.candles import load_universe
 from sigil.exchange.ccxt_client import ExchangeClient, PassResult
-from sim_process import SimProcess, sim_clock
+from tests.support.sim_process import SimProcess, sim_clock
 
 RecordRatio = Callable[[str, float, str], None]
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from reference import ENGINE_STOP_PCT_RULE, differences
-from reference import replay as reference_replay
 from sigil.config import Config, load_config
 from sigil.data import CandleSeries, load_universe
 from sigil.research.replay import replay_series
+from tests.reference import ENGINE_STOP_PCT_RULE, differences
+from tests.reference import replay as reference_replay
 
 RecordRatio = Callable[[str, float, str], None]
 

@@ -23,7 +23,7 @@ import pytest
 
 from sigil.store import AccountStore, Database, GuardMirror, PositionStore, SkipReason, migrate
 from sigil.store.db import DatabaseTarget
-from store.store_workers import order_args
+from tests.support.store_workers import order_args
 
 pytestmark = pytest.mark.postgres
 

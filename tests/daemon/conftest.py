@@ -4,22 +4,17 @@ fresh database per test, and a stand-in for the scanner's passes."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sigil.daemon.passes import BREAKOUT, EXIT, PassReport, VariantState
 from sigil.daemon.scheduler import JobSpec
+from tests.support.daemon_stack import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-# tests/pg.py is shared with the store's suite; tests/ is not a package, so put it on the path.
-sys.path.insert(0, str(REPO / "tests"))
+# wait_until lives in tests.support.daemon_stack; named here too for the tests that take it with FakePasses.
+__all__ = ["FakePasses", "wait_until"]
 
 
 @pytest.fixture
@@ -87,12 +82,3 @@ class FakePasses:
 
     def exhausted(self) -> bool:
         return self.is_exhausted
-
-
-async def wait_until(pred: Any, timeout: float = 10.0, step: float = 0.02) -> None:
-    """Polls ``pred()`` until true; fails the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(step)

@@ -24,9 +24,17 @@ from sigil.daemon.watchdog import EXIT_STALLED
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import MALFORMED_KINDS, Faults, SimExchange
 from sigil.store import Database
-
-from .conftest import wait_until
-from .stack import FAST, DaemonProcess, book_problems, config, cut, heartbeats, sigil_env, span
+from tests.support.daemon_stack import (
+    FAST,
+    DaemonProcess,
+    book_problems,
+    config,
+    cut,
+    heartbeats,
+    sigil_env,
+    span,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 

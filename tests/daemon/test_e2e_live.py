@@ -22,9 +22,17 @@ from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import Faults, SimExchange
 from sigil.store import PositionStore, open_database
 from sigil.times import from_ms
-
-from .conftest import wait_until
-from .stack import DaemonProcess, book_problems, config, cut, health_port, rows, sigil_env, span
+from tests.support.daemon_stack import (
+    DaemonProcess,
+    book_problems,
+    config,
+    cut,
+    health_port,
+    rows,
+    sigil_env,
+    span,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -24,9 +24,7 @@ from sigil.daemon.scanner import Scanner
 from sigil.errors import DaemonNotRunning
 from sigil.exchange.sim import SimExchange
 from sigil.research.replay import replay_series
-
-from .conftest import wait_until
-from .stack import book_problems, config, cut, ms, rows, sigil_env, span
+from tests.support.daemon_stack import book_problems, config, cut, ms, rows, sigil_env, span, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from typing import Any
 
 import pytest
-from exchange_helpers import BUNDLED, sample_files
 
 from sigil.data.candles import CandleSeries, load_universe
 from sigil.exchange.sim import SimExchange
-from sim_process import SimProcess
+from tests.support.data import BUNDLED, sample_files
+from tests.support.sim_process import SimProcess
 
 
 @pytest.fixture(scope="session")

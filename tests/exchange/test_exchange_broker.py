@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal as D
 
 import pytest
-from exchange_helpers import fast_config
 
 from sigil.config import load_config
 from sigil.errors import ExchangeUnavailable, OrderOutcomeUnknown, OrderRefused
 from sigil.exchange.broker import LiveBroker, PaperBroker, make_broker
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import Faults
+from tests.support.exchange import fast_config
 
 VARIANTS = load_config().variants
 FAKE_KEYS = {"SIGIL_API_KEY": "test-key-not-real", "SIGIL_API_SECRET": "test-secret-not-real"}

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from exchange_helpers import fast_config
 
 from sigil.config import ExchangeConfig
 from sigil.data.candles import CandleSeries
@@ -15,6 +14,7 @@ from sigil.errors import ExchangeRejected, ExchangeUnavailable
 from sigil.exchange.ccxt_client import Candle, ExchangeClient, PassResult
 from sigil.exchange.settings import ExchangeSettings, resolve_exchange
 from sigil.exchange.sim import Faults, SimExchange
+from tests.support.exchange import fast_config
 
 HOUR = 3_600_000
 

@@ -11,15 +11,17 @@ from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import pytest
-from exchange_helpers import clean_env, fast_config
 
 from sigil.errors import ConfigError, LiveKeysMissing
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.ccxt_hooks import point_urls
 from sigil.exchange.redaction import public_url
 from sigil.exchange.settings import resolve_exchange
+from tests.support import live_session
+from tests.support.exchange import clean_env, fast_config
 
-SESSION = Path(__file__).with_name("live_session.py")
+#: Run as its own process (``python tests/support/live_session.py URL``).
+SESSION = Path(live_session.__file__)
 KEY = "SiGiLkEy7f3a9c2e51d84b6aZZTESTKEYxx"
 SECRET = "SiGiLsEcReT0b1c2d3e4f5a6b7c8d9ZZTESTSECRETxx"
 

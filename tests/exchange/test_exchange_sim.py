@@ -8,11 +8,11 @@ import math
 import aiohttp
 import numpy as np
 import pytest
-from exchange_helpers import fast_config, plain_binance
 
 from sigil.data.candles import CandleSeries
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import SimClock, SimExchange, SimMarket
+from tests.support.exchange import fast_config, plain_binance
 
 HOUR = 3_600_000
 

@@ -8,10 +8,11 @@ import sys
 
 import aiohttp
 import pytest
-from exchange_helpers import BUNDLED, plain_binance, universe_dir
 
 from sigil.cli import main
-from sim_process import CLI
+from tests.support.data import BUNDLED, universe_dir
+from tests.support.exchange import plain_binance
+from tests.support.sim_process import CLI
 
 
 async def test_it_starts_serves_and_stops(sim_process) -> None:

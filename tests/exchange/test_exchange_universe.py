@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exchange_helpers import BUNDLED, fast_config
 
 from sigil.data.candles import load_universe
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import Faults
 from sigil.exchange.universe import Universe, is_leveraged, quote_volume, select
+from tests.support.data import BUNDLED
+from tests.support.exchange import fast_config
 
 HOUR = 3_600_000
 

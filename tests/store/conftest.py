@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-
-# tests/pg.py is shared with other suites (the daemon's); tests/ is not a package, so put it on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sigil.store import Database
 

@@ -13,12 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import store_workers as workers  # tests/store/store_workers.py
-from store_books import assert_books_consistent
 
-from pg import PgServer
 from sigil.errors import DatabaseUnavailable
 from sigil.store import Database, GuardMirror, PositionStore, SymbolProtectionStore
+from tests.support import store_workers as workers
+from tests.support.pg import PgServer
+from tests.support.store_books import assert_books_consistent
 
 pytestmark = pytest.mark.postgres
 

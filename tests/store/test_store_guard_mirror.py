@@ -12,9 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import store_workers as workers  # tests/store/store_workers.py
 
-from pg import PgServer
 from sigil.errors import UnknownVariant
 from sigil.store import (
     AccountStore,
@@ -26,6 +24,8 @@ from sigil.store import (
     SymbolProtectionStore,
 )
 from sigil.store._checks import to_ms
+from tests.support import store_workers as workers
+from tests.support.pg import PgServer
 
 pytestmark = pytest.mark.postgres
 

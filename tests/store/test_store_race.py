@@ -10,9 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import store_workers as workers  # tests/store/store_workers.py
 
 from sigil.store import Database
+from tests.support import store_workers as workers
 
 pytestmark = pytest.mark.postgres
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from test_store_positions import COOLDOWN, HOUR, T0, order, snapshot
 
 from sigil.errors import InvalidOrder, PositionNotOpen
 from sigil.store import Database, EventKind, GuardMirror, PositionStore, SkipReason
+
+from .test_store_positions import COOLDOWN, HOUR, T0, order, snapshot
 
 pytestmark = pytest.mark.postgres
 

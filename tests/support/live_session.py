@@ -1,8 +1,8 @@
 """A live-mode session against a simulator, run as its own process by the key-hygiene test.
 
-``python live_session.py URL`` with SIGIL_API_KEY / SIGIL_API_SECRET in the environment: builds the
-client and broker the way the daemon does, logs EVERYTHING at DEBUG (ccxt's request lines with their
-headers included), prints every object a user or a monitor could see (repr, str, health), trades,
+``python tests/support/live_session.py URL`` with SIGIL_API_KEY / SIGIL_API_SECRET in the environment:
+builds the client and broker the way the daemon does, logs EVERYTHING at DEBUG (ccxt's request lines with
+their headers included), prints every object a user or a monitor could see (repr, str, health), trades,
 provokes exchange errors and prints their messages and tracebacks. The test greps all of it for the
 key and the secret. Exit 2 with one line when the keys are missing, as the daemon does.
 """

