@@ -3,42 +3,23 @@
 //! variant's limits, the exits in their conservative order, the time stop, and the errors.
 //!
 //! Expected values are computed here from the spec's formulas (an ATR written out in
-//! [`wilder_atr`], the fills through [`Costs`]), not read back from the engine.
+//! [`wilder_atr`], the fills through [`COSTS`]), not read back from the engine.
 
+mod common;
+
+use common::{walk_candle, COSTS, HOUR as TF}; // TF: the timeframe of every symbol here
 use proptest::prelude::*;
-use sigil_engine::breakout::BreakoutParams;
 use sigil_engine::engine::{ClosedTrade, Engine, Intent, Position, SkipReason, VariantParams};
-use sigil_engine::fills::Costs;
-use sigil_engine::stops::{hard_stop_pct, ExitReason, TrailParams};
+use sigil_engine::stops::{hard_stop_pct, ExitReason};
 use sigil_engine::{Candle, EngineError};
-
-/// One hour, the timeframe of every symbol here.
-const TF: i64 = 3_600_000;
-const COSTS: Costs = Costs { fee_rate: 0.001, slippage: 0.0005 };
 
 /// The shipped defaults with a short breakout window, so a scenario needs few candles.
 fn variant(name: &str) -> VariantParams {
-    VariantParams {
-        name: name.into(),
-        stop_k: 1.5,
-        stop_floor: 0.03,
-        stop_cap: 0.06,
-        breakout: BreakoutParams {
-            lookback: 5,
-            volume_mult: 2.0,
-            buffer: 0.0,
-            atr_min_pct: 0.005,
-            atr_max_pct: 0.10,
-        },
-        max_open: 5,
-        cooldown_candles: 3,
-        stake: 100.0,
-        starting_balance: 1000.0,
-        costs: COSTS,
-        atr_period: 14,
-        trail: TrailParams { activation: 1.0, trail_mult: 2.0 },
-        time_stop_candles: 0,
-    }
+    let mut p = common::variant(name);
+    p.breakout.lookback = 5;
+    p.breakout.volume_mult = 2.0;
+    p.cooldown_candles = 3;
+    p
 }
 
 /// A variant that signals on every candle of [`stair`] from its fourth candle on and never exits
@@ -151,11 +132,21 @@ fn skip(variant: u32, symbol: u32, time: i64, reason: SkipReason) -> Intent {
     Intent::Skip { variant, symbol, time, reason }
 }
 
+fn close(variant: u32, symbol: u32, time: i64, price: f64, reason: ExitReason) -> Intent {
+    Intent::Close { variant, symbol, time, price, reason }
+}
+
+/// An engine over `params` with one symbol, `TST/USDT`; returns it and the symbol's id.
+fn one_symbol(params: Vec<VariantParams>) -> (Engine, u32) {
+    let mut e = Engine::new(params).unwrap();
+    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    (e, s)
+}
+
 /// An engine over `params` with one symbol, fed twenty [`flat`] candles (no signal) and the
 /// [`spike`]; returns it, the symbol id and the candles so far.
 fn after_spike(params: Vec<VariantParams>) -> (Engine, u32, Vec<Candle>, Step) {
-    let mut e = Engine::new(params).unwrap();
-    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    let (mut e, s) = one_symbol(params);
     let mut candles = Vec::new();
     for i in 0..20 {
         let c = flat(i);
@@ -203,13 +194,11 @@ fn breakout_needs_a_full_window_and_a_ready_atr() {
     // ATR(14) is ready at the fifteenth candle; the window of 3 is full at the fourth.
     let mut p = stair_variant("v");
     p.atr_period = 14;
-    let mut e = Engine::new(vec![p]).unwrap();
-    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    let (mut e, s) = one_symbol(vec![p]);
     let first = (0..30).find(|&i| !close_candle_and_open(&mut e, s, &stair(i)).signals.is_empty());
     assert_eq!(first, Some(14));
 
-    let mut e = Engine::new(vec![stair_variant("v")]).unwrap();
-    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    let (mut e, s) = one_symbol(vec![stair_variant("v")]);
     let first = (0..30).find(|&i| !close_candle_and_open(&mut e, s, &stair(i)).signals.is_empty());
     assert_eq!(first, Some(3));
 }
@@ -239,8 +228,7 @@ fn apply_open_claims_the_guard_and_debits_the_account() {
 fn guard_skips_open_then_cooldown_until_it_ends() {
     let mut p = stair_variant("v");
     p.time_stop_candles = 3;
-    let mut e = Engine::new(vec![p]).unwrap();
-    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    let (mut e, s) = one_symbol(vec![p]);
     for i in 0..3 {
         assert!(close_candle_and_open(&mut e, s, &stair(i)).signals.is_empty());
     }
@@ -256,16 +244,7 @@ fn guard_skips_open_then_cooldown_until_it_ends() {
     // Held three candles: the time stop sells at the close, and the breakout of the same candle is
     // still inside the cooldown that started at the open.
     let step = close_candle_and_open(&mut e, s, &stair(6));
-    assert_eq!(
-        step.closes,
-        vec![Intent::Close {
-            variant: 0,
-            symbol: s,
-            time: 7 * TF,
-            price: 107.0,
-            reason: ExitReason::TimeStop
-        }]
-    );
+    assert_eq!(step.closes, vec![close(0, s, 7 * TF, 107.0, ExitReason::TimeStop)]);
     assert_eq!(step.signals, vec![skip(0, s, 7 * TF, SkipReason::Cooldown)]);
     assert_eq!(e.guard().get(0, s).unwrap(), (false, Some(8 * TF)), "a close leaves the cooldown");
     // The cooldown ends at 8 h exactly: the candle closing then opens again.
@@ -279,8 +258,7 @@ fn cooldown_zero_reopens_on_the_closing_candle() {
     let mut p = stair_variant("v");
     p.time_stop_candles = 1;
     p.cooldown_candles = 0;
-    let mut e = Engine::new(vec![p]).unwrap();
-    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    let (mut e, s) = one_symbol(vec![p]);
     for i in 0..4 {
         close_candle_and_open(&mut e, s, &stair(i));
     }
@@ -333,8 +311,7 @@ fn max_open_is_checked_before_the_balance() {
 fn a_balance_of_exactly_stake_plus_fee_opens() {
     let mut p = stair_variant("v");
     p.starting_balance = COSTS.required(100.0);
-    let mut e = Engine::new(vec![p]).unwrap();
-    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    let (mut e, s) = one_symbol(vec![p]);
     for i in 0..3 {
         close_candle_and_open(&mut e, s, &stair(i));
     }
@@ -353,8 +330,7 @@ fn a_balance_that_passes_the_test_never_goes_negative() {
     p.stake = 10.0;
     p.starting_balance = COSTS.required(10.0);
     assert_eq!(COSTS.required(10.0), COSTS.buy(1.0, 10.0).cost);
-    let mut e = Engine::new(vec![p]).unwrap();
-    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    let (mut e, s) = one_symbol(vec![p]);
     for i in 0..3 {
         close_candle_and_open(&mut e, s, &stair(i));
     }
@@ -370,16 +346,7 @@ fn hard_stop_sells_at_the_stop_price() {
     assert!(stop > 100.0 && stop < 108.0);
     // Opens above the stop, trades through it.
     let step = close_candle(&mut e, s, &candle(21, 108.0, 109.0, 100.0, 101.0, 100.0));
-    assert_eq!(
-        step.closes,
-        vec![Intent::Close {
-            variant: 0,
-            symbol: s,
-            time: 22 * TF,
-            price: stop,
-            reason: ExitReason::HardStop
-        }]
-    );
+    assert_eq!(step.closes, vec![close(0, s, 22 * TF, stop, ExitReason::HardStop)]);
     let t = step.trades[0];
     let sell = COSTS.sell(stop, pos.qty);
     assert_eq!((t.exit_time, t.exit_price, t.reason), (22 * TF, stop * (1.0 - 0.0005), ExitReason::HardStop));
@@ -404,16 +371,7 @@ fn a_gap_below_the_stop_sells_at_the_open() {
     let pos = apply_open(&mut e, &step.signals[0]);
     assert!(pos.stop.hard_stop_price > 100.0);
     let step = close_candle(&mut e, s, &candle(21, 100.0, 101.0, 99.0, 100.5, 100.0));
-    assert_eq!(
-        step.closes,
-        vec![Intent::Close {
-            variant: 0,
-            symbol: s,
-            time: 22 * TF,
-            price: 100.0,
-            reason: ExitReason::HardStop
-        }]
-    );
+    assert_eq!(step.closes, vec![close(0, s, 22 * TF, 100.0, ExitReason::HardStop)]);
 }
 
 #[test]
@@ -466,16 +424,7 @@ fn trail_activates_after_activation_atrs_and_only_moves_up() {
     // Through the trail: sold at the trail, reason atr_trail.
     let level = p.stop.trail_stop;
     let step = close_candle(&mut e, s, &candle(26, 114.0, 114.0, level - 1.0, 113.0, 100.0));
-    assert_eq!(
-        step.closes,
-        vec![Intent::Close {
-            variant: 0,
-            symbol: s,
-            time: 27 * TF,
-            price: level,
-            reason: ExitReason::AtrTrail
-        }]
-    );
+    assert_eq!(step.closes, vec![close(0, s, 27 * TF, level, ExitReason::AtrTrail)]);
 }
 
 #[test]
@@ -488,16 +437,7 @@ fn the_low_is_tested_before_the_high_raises_the_trail() {
     // One candle reaches the trail's activation and trades through the hard stop: the hard stop,
     // as it stood before the candle, is hit.
     let step = close_candle(&mut e, s, &candle(21, 108.0, 130.0, 100.0, 120.0, 100.0));
-    assert_eq!(
-        step.closes,
-        vec![Intent::Close {
-            variant: 0,
-            symbol: s,
-            time: 22 * TF,
-            price: pos.stop.hard_stop_price,
-            reason: ExitReason::HardStop
-        }]
-    );
+    assert_eq!(step.closes, vec![close(0, s, 22 * TF, pos.stop.hard_stop_price, ExitReason::HardStop)]);
 
     // A low above the stop as it stood, but below the trail this candle's high sets: no exit on this
     // candle; the raised trail is tested from the next one on.
@@ -539,16 +479,7 @@ fn time_stop_sells_at_the_close_after_n_candles() {
     assert!(close_candle(&mut e, s, &candle(21, 110.0, 111.0, 109.0, 110.5, 100.0)).closes.is_empty());
     assert_eq!(e.position(0, s).unwrap().bars_held, 1);
     let step = close_candle(&mut e, s, &candle(22, 110.0, 111.0, 109.0, 109.5, 100.0));
-    assert_eq!(
-        step.closes,
-        vec![Intent::Close {
-            variant: 0,
-            symbol: s,
-            time: 23 * TF,
-            price: 109.5,
-            reason: ExitReason::TimeStop
-        }]
-    );
+    assert_eq!(step.closes, vec![close(0, s, 23 * TF, 109.5, ExitReason::TimeStop)]);
     assert_eq!(step.trades[0].position.bars_held, 2);
 }
 
@@ -579,16 +510,7 @@ fn live_prices_exit_at_the_price_and_raise_with_the_current_atr() {
     assert_eq!(stop.trail_stop, price - 2.0 * atr);
     let below = stop.trail_stop - 0.5;
     e.on_price(s, 21 * TF + 120_000, below, &mut out).unwrap();
-    assert_eq!(
-        out,
-        vec![Intent::Close {
-            variant: 0,
-            symbol: s,
-            time: 21 * TF + 120_000,
-            price: below,
-            reason: ExitReason::AtrTrail
-        }]
-    );
+    assert_eq!(out, vec![close(0, s, 21 * TF + 120_000, below, ExitReason::AtrTrail)]);
     assert_eq!(
         e.on_price(s, 0, f64::NAN, &mut out),
         Err(EngineError::NonFinite { field: "price", index: 0 })
@@ -598,8 +520,7 @@ fn live_prices_exit_at_the_price_and_raise_with_the_current_atr() {
 
 #[test]
 fn errors_for_unsorted_candles_and_unknown_ids() {
-    let mut e = Engine::new(vec![variant("a"), variant("b")]).unwrap();
-    let s = e.add_symbol("TST/USDT", TF).unwrap();
+    let (mut e, s) = one_symbol(vec![variant("a"), variant("b")]);
     assert_eq!(e.add_symbol("TST/USDT", 2 * TF), Ok(s), "same name, same id");
     let mut out = Vec::new();
 
@@ -700,11 +621,9 @@ fn walk(start: f64, steps: &[(f64, f64, f64)]) -> Vec<Candle> {
     let mut price = start;
     let mut out = Vec::with_capacity(steps.len());
     for (i, &(ret, up, down)) in steps.iter().enumerate() {
-        let open = price;
-        price *= 1.0 + ret;
-        let high = open.max(price) * (1.0 + up);
-        let low = open.min(price) * (1.0 - down);
-        out.push(candle(i as i64, open, high, low, price, 100.0));
+        let c = walk_candle(i as i64 * TF, price, ret, up, down, 100.0);
+        price = c.close;
+        out.push(c);
     }
     out
 }

@@ -4,6 +4,9 @@
 //! "Bit for bit" is checked on `{:?}` renderings: Rust prints every `f64` with the shortest digits
 //! that read back to the same bits, so two renderings are equal exactly when the values are.
 
+mod common;
+
+use common::{variant, walk_candle, Columns, XorShift, HOUR};
 use proptest::prelude::*;
 use sigil_engine::breakout::BreakoutParams;
 use sigil_engine::engine::{ClosedTrade, Engine, Intent, Position, SkipReason, VariantParams};
@@ -11,83 +14,6 @@ use sigil_engine::fills::Costs;
 use sigil_engine::replay::{replay, ReplayResult, Series, VariantCounts};
 use sigil_engine::stops::{ExitReason, TrailParams};
 use sigil_engine::{Candle, EngineError};
-
-const HOUR: i64 = 3_600_000;
-
-/// One symbol's candles as owned columns (a [`Series`] borrows them).
-#[derive(Debug, Clone)]
-struct Columns {
-    symbol: String,
-    tf_ms: i64,
-    time: Vec<i64>,
-    open: Vec<f64>,
-    high: Vec<f64>,
-    low: Vec<f64>,
-    close: Vec<f64>,
-    volume: Vec<f64>,
-}
-
-impl Columns {
-    fn new(symbol: &str, tf_ms: i64) -> Self {
-        Self {
-            symbol: symbol.into(),
-            tf_ms,
-            time: vec![],
-            open: vec![],
-            high: vec![],
-            low: vec![],
-            close: vec![],
-            volume: vec![],
-        }
-    }
-
-    fn push(&mut self, c: Candle) {
-        self.time.push(c.open_time);
-        self.open.push(c.open);
-        self.high.push(c.high);
-        self.low.push(c.low);
-        self.close.push(c.close);
-        self.volume.push(c.volume);
-    }
-
-    fn series(&self) -> Series<'_> {
-        Series {
-            symbol: &self.symbol,
-            tf_ms: self.tf_ms,
-            time: &self.time,
-            open: &self.open,
-            high: &self.high,
-            low: &self.low,
-            close: &self.close,
-            volume: &self.volume,
-        }
-    }
-
-    fn candle(&self, i: usize) -> Candle {
-        Candle {
-            open_time: self.time[i],
-            open: self.open[i],
-            high: self.high[i],
-            low: self.low[i],
-            close: self.close[i],
-            volume: self.volume[i],
-        }
-    }
-}
-
-/// A candle of a walk: the close moves by `ret` from `open`, the wicks reach `up` above and `down`
-/// below the body (valid by construction).
-fn walk_candle(open_time: i64, open: f64, ret: f64, up: f64, down: f64, volume: f64) -> Candle {
-    let close = open * (1.0 + ret);
-    Candle {
-        open_time,
-        open,
-        high: open.max(close) * (1.0 + up),
-        low: open.min(close) * (1.0 - down),
-        close,
-        volume,
-    }
-}
 
 /// A seeded random walk with volume bursts; candles at `first`, `first + 1`, … times `tf_ms`, minus
 /// every index in `gaps`.
@@ -99,13 +25,8 @@ fn synthetic(
     n: usize,
     gaps: std::ops::Range<i64>,
 ) -> Columns {
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = XorShift::new(seed);
+    let mut next = move || rng.next_f64();
     let mut cols = Columns::new(symbol, tf_ms);
     let mut price = 1.0 + (seed % 97) as f64;
     for i in first..first + n as i64 {
@@ -119,30 +40,6 @@ fn synthetic(
         cols.push(c);
     }
     cols
-}
-
-fn variant(name: &str) -> VariantParams {
-    VariantParams {
-        name: name.into(),
-        stop_k: 1.5,
-        stop_floor: 0.03,
-        stop_cap: 0.06,
-        breakout: BreakoutParams {
-            lookback: 20,
-            volume_mult: 2.5,
-            buffer: 0.0,
-            atr_min_pct: 0.005,
-            atr_max_pct: 0.10,
-        },
-        max_open: 5,
-        cooldown_candles: 8,
-        stake: 100.0,
-        starting_balance: 1000.0,
-        costs: Costs { fee_rate: 0.001, slippage: 0.0005 },
-        atr_period: 14,
-        trail: TrailParams { activation: 1.0, trail_mult: 2.0 },
-        time_stop_candles: 0,
-    }
 }
 
 /// Four postures that between them give every exit and every skip reason on [`universe`].
