@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from exchange_helpers import fast_config
 
 from sigil.exchange.candle_rows import MAX_BAD_REPEATS, Candle, candle_problem
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.ccxt_hooks import retry_after
+from tests.support.exchange import fast_config
 
 HOUR = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
@@ -75,8 +75,11 @@ async def test_request_planning() -> None:
         assert c._plan("X/USDT", now) == (T0 + 99 * HOUR, 2)
         c._last["X/USDT"] = T0 + 99 * HOUR
         assert c._plan("X/USDT", now) is None  # the next candle closes at T0 + 101h
-        c._last["X/USDT"] = T0  # long outage: only what history needs
-        assert c._plan("X/USDT", now) == (T0 + 90 * HOUR, 11)
+        c._last["X/USDT"] = T0  # long outage: every candle since the last one, none skipped
+        assert c._plan("X/USDT", now) == (T0 + HOUR, 100)
+        c._last.clear()
+        c.start_at(T0 + 50 * HOUR)  # resuming from further back than history_candles
+        assert c._plan("X/USDT", now) == (T0 + 50 * HOUR, 51)
 
 
 def test_retry_after_forms() -> None:

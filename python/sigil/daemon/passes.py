@@ -27,6 +27,11 @@ class PassReport:
     closes: int = 0
     skips: int = 0
     errors: int = 0
+    #: Candles decided (traded on), and the close time of the newest decided so far (ms UTC).
+    decided: int = 0
+    newest_close_ms: int | None = None
+    #: The exchange's clock at the pass (ms UTC).
+    exchange_time_ms: int | None = None
     duration_s: float = 0.0
     #: Per-error-type counts of this pass (exchange errors, rejected opens).
     error_types: dict[str, int] = field(default_factory=dict)

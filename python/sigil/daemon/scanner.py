@@ -67,6 +67,7 @@ class _Counts:
     closes: int = 0
     skips: int = 0
     errors: int = 0
+    decided: int = 0
     error_types: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
@@ -124,6 +125,8 @@ class Scanner:
         #: Market time up to which candles have been decided (the last completed pass's C).
         self.cutoff_ms: int | None = None
         self._exchange_errors_seen: dict[str, int] = {}
+        #: Close time of the newest candle decided so far (ms UTC).
+        self.newest_close_ms: int | None = None
         self.passes = 0
 
     @property
@@ -184,6 +187,9 @@ class Scanner:
                 opens=report.opens,
                 closes=report.closes,
                 errors=report.errors,
+                candles_decided=report.decided,
+                market_time=None if report.newest_close_ms is None else from_ms(report.newest_close_ms),
+                exchange_time=None if report.exchange_time_ms is None else from_ms(report.exchange_time_ms),
             )
         )
 
@@ -228,7 +234,7 @@ class Scanner:
         t0 = time.perf_counter()
         counts = _Counts()
         report = PassReport(BREAKOUT)
-        now = await self.client.server_time()
+        now = exchange_time = await self.client.server_time()
         before = set(self.universe.symbols)
         try:
             await self.universe.refresh_if_due(now)
@@ -247,6 +253,10 @@ class Scanner:
         for sym, kind in sorted(failed.items()):
             counts.error(kind)
             await self._record_error(f"fetch_ohlcv {sym}: {kind}", now, symbol=sym)
+        if symbols and len(failed) == len(symbols):
+            self._sync_exchange_errors()
+            # Nothing could be fetched: a pass that learnt nothing is not progress (no heartbeat).
+            raise ExchangeUnavailable(f"every fetch of this pass failed ({len(failed)} symbols)")
         self.feed.drained(failed)
         now = self.feed.decide_to(now, symbols, failed, self.cutoff_ms)
         self.metrics.candles.inc(by=fetched)
@@ -270,6 +280,11 @@ class Scanner:
         report.candles = fetched
         report.signals, report.opens, report.closes = counts.signals, counts.opens, counts.closes
         report.skips, report.errors, report.error_types = counts.skips, counts.errors, counts.error_types
+        report.decided, report.newest_close_ms, report.exchange_time_ms = (
+            counts.decided,
+            self.newest_close_ms,
+            exchange_time,
+        )
         report.duration_s = time.perf_counter() - t0
         if self.on_pass is not None:
             self.on_pass(self, report)
@@ -298,7 +313,10 @@ class Scanner:
         self.feed.fed(due)
         closes = self.engine.exits(sid, c.time, c.open, c.high, c.low, c.close, c.volume)
         self.recovery.held_through(due)
+        # Warm-up candles are accounted for too: the market time the engine has reached.
+        self.newest_close_ms = max(due.close, self.newest_close_ms or due.close)
         if trade:
+            counts.decided += 1
             for ci in closes:
                 if self.recovery.redo.close(ci, sym):
                     counts.closes += 1  # the database holds this close already (a pass cut short)

@@ -26,6 +26,11 @@ class PassStats:
     opens: int = 0
     closes: int = 0
     errors: int = 0
+    #: Candles the pass decided (traded on; warm-up candles do not count).
+    candles_decided: int = 0
+    #: Close time of the newest candle decided so far (market time), and the exchange's clock then.
+    market_time: datetime | None = None
+    exchange_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,15 @@ class Heartbeat:
     host: str
     pid: int
     instance: str
+    candles_decided: int = 0
+    market_time: datetime | None = None
+    exchange_time: datetime | None = None
+
+    def lag(self) -> timedelta | None:
+        """How far the newest decided candle's close lagged the exchange's clock at this pass."""
+        if self.market_time is None or self.exchange_time is None:
+            return None
+        return self.exchange_time - self.market_time
 
     def age(self, now: datetime | None = None) -> timedelta:
         """Time since the pass finished (``now`` defaults to the wall clock)."""
@@ -52,7 +66,7 @@ class Heartbeat:
 
 _COLUMNS = (
     "id, started_at, finished_at, duration_s, symbols_scanned, signals, opens, closes, errors, host, pid,"
-    " instance"
+    " instance, candles_decided, market_time, exchange_time"
 )
 
 
@@ -70,6 +84,9 @@ def _heartbeat(r: Any) -> Heartbeat:
         host=r["host"],
         pid=r["pid"],
         instance=r["instance"],
+        candles_decided=r["candles_decided"],
+        market_time=r["market_time"],
+        exchange_time=r["exchange_time"],
     )
 
 
@@ -93,12 +110,25 @@ class HeartbeatStore:
         finished = _checks.utc("finished_at", stats.finished_at)
         if finished < started:
             raise ValueError(f"finished_at {finished.isoformat()} is before started_at {started.isoformat()}")
-        counts = {k: getattr(stats, k) for k in ("symbols_scanned", "signals", "opens", "closes", "errors")}
+        names = ("symbols_scanned", "signals", "opens", "closes", "errors", "candles_decided")
+        counts = {k: getattr(stats, k) for k in names}
         for k, v in counts.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{k} must be an integer >= 0, got {v!r}")
         async with self._db.connection("record heartbeat") as conn:
-            r = await _insert(conn, started, finished, counts, self._host, self._pid, self._instance)
+            r = await _insert(
+                conn,
+                started,
+                finished,
+                counts,
+                (
+                    _optional_utc("market_time", stats.market_time),
+                    _optional_utc("exchange_time", stats.exchange_time),
+                ),
+                self._host,
+                self._pid,
+                self._instance,
+            )
         return _heartbeat(r)
 
     async def latest(self, instance: str | None = None) -> Heartbeat | None:
@@ -139,14 +169,15 @@ async def _insert(
     started: datetime,
     finished: datetime,
     counts: dict[str, int],
+    times: tuple[datetime | None, datetime | None],
     host: str,
     pid: int,
     instance: str,
 ) -> Any:
     return await conn.fetchrow(
         "INSERT INTO scanner_heartbeats (started_at, finished_at, duration_s, symbols_scanned, signals,"
-        " opens, closes, errors, host, pid, instance)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {_COLUMNS}",
+        " opens, closes, errors, host, pid, instance, candles_decided, market_time, exchange_time)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {_COLUMNS}",
         started,
         finished,
         (finished - started).total_seconds(),
@@ -158,4 +189,11 @@ async def _insert(
         host,
         pid,
         instance,
+        counts["candles_decided"],
+        times[0],
+        times[1],
     )
+
+
+def _optional_utc(name: str, value: datetime | None) -> datetime | None:
+    return None if value is None else _checks.utc(name, value)

@@ -1,0 +1,189 @@
+"""Recovery equals replay: a daemon killed with -9 in the middle of its passes and restarted each
+time, or whose passes fail half-way, ends with the book of ``sigil replay`` on the same candles —
+the same trades, the same P&L to the bit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sigil.config import Config
+from sigil.data.candles import CandleSeries
+from sigil.exchange.sim import SimExchange
+from sigil.research.replay import replay_series
+from sigil.times import iso_z
+from tests.support.daemon_stack import (
+    DaemonProcess,
+    book_problems,
+    config,
+    cut,
+    heartbeats,
+    rows,
+    span,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(420)]
+
+#: Seven pairs, each with a stretch of real candles, so passes decide many candles at once.
+SPEC = {s: (0, 2500) for s in ("BTC", "DOGE", "NFP", "PEPE", "SUI", "TST", "WIF")}
+#: Simulated ms per real ms: about 70 one-hour candles a second.
+SPEED = 250_000.0
+#: Real seconds of simulated time before the first candle closes, so the first pass trades every candle.
+LEAD_S = 8.0
+NO_EXIT_PASS = ("--set", "daemon.exit_pass=false", "--set", "daemon.scan_interval_s=0.3")
+
+
+def replay_book(series: list[CandleSeries], cfg: Config) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+    """(variant, symbol, entry time) → (exit time, exit price, reason, pnl, fees) of replay's trades."""
+    result = replay_series(series, cfg)
+    return {
+        (t.variant, t.symbol, iso_z(t.entry_time)): (
+            iso_z(t.exit_time),
+            t.exit_price,
+            t.exit_reason,
+            t.pnl,
+            t.fees,
+        )
+        for t in result.trades
+    }
+
+
+def daemon_book(url: str) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+    """The same, from the database's closed positions (cancelled reservations are not trades)."""
+    out = {}
+    for r in rows(
+        url,
+        "SELECT variant_id, symbol, opened_at, closed_at, exit_price, exit_reason, pnl, fees"
+        " FROM micro_positions WHERE status = 'closed' AND exit_reason <> 'order_failed'",
+    ):
+        key = (r["variant_id"], r["symbol"], r["opened_at"].strftime("%Y-%m-%dT%H:%M:%SZ"))
+        out[key] = (
+            r["closed_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+            r["exit_price"],
+            r["exit_reason"],
+            r["pnl"],
+            r["fees"],
+        )
+    return out
+
+
+def differences(got: dict[Any, Any], want: dict[Any, Any]) -> list[str]:
+    """Trades missing, extra, or different (P&L compared to the bit)."""
+    out = [f"missing {k}: {want[k]}" for k in sorted(want.keys() - got.keys())]
+    out += [f"extra {k}: {got[k]}" for k in sorted(got.keys() - want.keys())]
+    out += [
+        f"differs {k}: {got[k]} != {want[k]}" for k in sorted(got.keys() & want.keys()) if got[k] != want[k]
+    ]
+    return out
+
+
+async def test_kill_9_mid_pass_then_restart_equals_replay(tmp_path: Path, pg: Any) -> None:
+    series = cut(tmp_path / "data", SPEC)
+    first, end = span(series)
+    cfg = config("daemon.exit_pass=false")
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    sim = SimExchange(series, speed=SPEED, start_ms=first - int(LEAD_S * 1000 * SPEED))
+    await sim.start(0)
+    rng = random.Random(20261201)
+    kills = 0
+    try:
+        for i in range(6):
+            d = DaemonProcess.spawn(tmp_path / f"d{i}.log", str(url), str(sim.url), *NO_EXIT_PASS)
+            if i == 0:
+                # The first run completes a pass before any candle closes: every candle is traded.
+                await wait_until(lambda: len(heartbeats(url)) > 0, timeout=LEAD_S)
+            else:
+                # A restart first catches up the backlog of candles in one long pass: kill it in there.
+                await wait_until(lambda d=d: "resuming after" in d.text(), timeout=30)
+            await asyncio.sleep(rng.uniform(0.3, 2.0))
+            if d.proc.poll() is None:
+                d.kill9()
+                kills += 1
+            assert book_problems(url, cfg) == [], f"after kill {i}"
+        d = DaemonProcess.spawn(
+            tmp_path / "last.log", str(url), str(sim.url), *NO_EXIT_PASS, "--until", str(end)
+        )
+        code = await d.wait(300)
+        assert code == 0, d.text()[-3000:]
+        assert kills >= 5 and len(heartbeats(url)) > 10
+        logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
+        assert "from after the resume point: re-applied" in logs, "no kill landed after a commit mid-pass"
+        want = replay_book(series, cfg)
+        got = daemon_book(url)
+        assert len(want) > 100
+        diff = differences(got, want)
+        assert diff == [], f"{len(diff)} differences of {len(want)} trades:\n" + "\n".join(diff[:25])
+        result = replay_series(series, cfg)
+        balances = {r["variant_id"]: r["balance"] for r in rows(url, "SELECT * FROM variant_accounts")}
+        assert balances == {n: m.balance for n, m in result.metrics.items()}
+        open_now = {
+            (r["variant_id"], r["symbol"], iso_z(int(r["opened_at"].timestamp()) * 1000))
+            for r in rows(url, "SELECT * FROM micro_positions WHERE status = 'open'")
+        }
+        assert open_now == {(p.variant, p.symbol, iso_z(p.entry_time)) for p in result.open_positions}
+    finally:
+        await sim.stop()
+        await asyncio.to_thread(pg.drop_database, url)
+
+
+async def test_passes_failed_half_way_are_decided_again_as_replay(
+    tmp_path: Path, pg: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes that fail in the middle of passes — before their commit, and after it (the database
+    then holds what the engine never learnt) — end in replay's book all the same."""
+    from sigil.errors import DatabaseUnavailable
+    from sigil.store import PositionStore
+    from tests.daemon.test_e2e_replay import run_daemon
+
+    series = cut(tmp_path / "data", {"DOGE": (0, 1300), "PEPE": (150, 1300), "WIF": (0, 1000)})
+    first, end = span(series)
+    cfg = config()
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    sim = SimExchange(series, speed=0, start_ms=first)
+    await sim.start(0)
+    calls = {"open": 0, "close": 0}
+    failed: list[str] = []
+    original_open, original_close = PositionStore.open_position, PositionStore.close_position
+
+    async def open_position(self: PositionStore, **kw: Any) -> Any:
+        calls["open"] += 1
+        if calls["open"] % 17 == 5:
+            failed.append("open before its commit")
+            raise DatabaseUnavailable("injected: the connection broke before the commit")
+        result = await original_open(self, **kw)
+        if calls["open"] % 17 == 11:
+            failed.append("open after its commit")
+            raise DatabaseUnavailable("injected: the answer to the commit was lost")
+        return result
+
+    async def close_position(self: PositionStore, position_id: int, **kw: Any) -> Any:
+        calls["close"] += 1
+        result = await original_close(self, position_id, **kw)
+        if calls["close"] % 13 == 7:
+            failed.append("close after its commit")
+            raise DatabaseUnavailable("injected: the answer to the commit was lost")
+        return result
+
+    monkeypatch.setattr(PositionStore, "open_position", open_position)
+    monkeypatch.setattr(PositionStore, "close_position", close_position)
+    try:
+        await run_daemon(sim, url, cfg, end)
+    finally:
+        await sim.stop()
+    try:
+        assert {"open before its commit", "open after its commit", "close after its commit"} <= set(failed)
+        want = replay_book(series, cfg)
+        diff = differences(daemon_book(url), want)
+        assert len(want) > 30
+        assert diff == [], f"{len(diff)} differences of {len(want)} trades:\n" + "\n".join(diff[:25])
+        result = replay_series(series, cfg)
+        balances = {r["variant_id"]: r["balance"] for r in rows(url, "SELECT * FROM variant_accounts")}
+        assert balances == {n: m.balance for n, m in result.metrics.items()}
+        assert book_problems(url, cfg) == []
+    finally:
+        await asyncio.to_thread(pg.drop_database, url)
