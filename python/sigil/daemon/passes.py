@@ -36,6 +36,11 @@ class PassReport:
     #: Per-error-type counts of this pass (exchange errors, rejected opens).
     error_types: dict[str, int] = field(default_factory=dict)
 
+    def error(self, kind: str) -> None:
+        """Counts one error of ``kind``."""
+        self.errors += 1
+        self.error_types[kind] = self.error_types.get(kind, 0) + 1
+
 
 @dataclass(frozen=True)
 class VariantState:

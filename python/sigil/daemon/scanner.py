@@ -29,7 +29,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,21 +57,6 @@ from sigil.store import (
 from sigil.times import from_ms, iso
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Counts:
-    signals: int = 0
-    opens: int = 0
-    closes: int = 0
-    skips: int = 0
-    errors: int = 0
-    decided: int = 0
-    error_types: dict[str, int] = field(default_factory=dict)
-
-    def error(self, kind: str) -> None:
-        self.errors += 1
-        self.error_types[kind] = self.error_types.get(kind, 0) + 1
 
 
 class Scanner:
@@ -232,8 +216,7 @@ class Scanner:
 
     async def _breakout(self) -> PassReport:
         t0 = time.perf_counter()
-        counts = _Counts()
-        report = PassReport(BREAKOUT)
+        report = counts = PassReport(BREAKOUT)
         now = exchange_time = await self.client.server_time()
         before = set(self.universe.symbols)
         try:
@@ -278,19 +261,13 @@ class Scanner:
         report.market_time_ms = now
         report.symbols = len(symbols)
         report.candles = fetched
-        report.signals, report.opens, report.closes = counts.signals, counts.opens, counts.closes
-        report.skips, report.errors, report.error_types = counts.skips, counts.errors, counts.error_types
-        report.decided, report.newest_close_ms, report.exchange_time_ms = (
-            counts.decided,
-            self.newest_close_ms,
-            exchange_time,
-        )
+        report.newest_close_ms, report.exchange_time_ms = self.newest_close_ms, exchange_time
         report.duration_s = time.perf_counter() - t0
         if self.on_pass is not None:
             self.on_pass(self, report)
         return report
 
-    async def _rebuild(self, cutoff: int, counts: _Counts) -> None:
+    async def _rebuild(self, cutoff: int, counts: PassReport) -> None:
         """A fresh engine from the candle history and the database (start-up, or after a failed pass)."""
         resume = self._resume_ms if self.cutoff_ms is None else await self.recovery.resume_point()
 
@@ -300,13 +277,13 @@ class Scanner:
         await self.recovery.rebuild(cutoff, resume, decide)
         self._dirty = False
 
-    async def _feed(self, cutoff: int, counts: _Counts) -> None:
+    async def _feed(self, cutoff: int, counts: PassReport) -> None:
         """Decides the candles due by ``cutoff``; what closed before the previous pass is history."""
         first_seen = self.cutoff_ms if self.cutoff_ms is not None else cutoff
         for due in self.feed.due(cutoff):
             await self._candle(due, counts, trade=self.feed.is_news(due, first_seen))
 
-    async def _candle(self, due: DueCandle, counts: _Counts, *, trade: bool) -> None:
+    async def _candle(self, due: DueCandle, counts: PassReport, *, trade: bool) -> None:
         sym, c = due.symbol, due.candle
         sid = self.state.sid(sym)
         self.recovery.before_candle(due)
@@ -338,7 +315,7 @@ class Scanner:
 
     # -- carrying out intents -------------------------------------------------------------------------
 
-    async def _open(self, sym: str, sid: int, intent: OpenIntent, counts: _Counts) -> None:
+    async def _open(self, sym: str, sid: int, intent: OpenIntent, counts: PassReport) -> None:
         v, t = intent.variant, intent.time
         name = self.names[v]
         counts.signals += 1
@@ -376,7 +353,7 @@ class Scanner:
         sym: str,
         t: int,
         reason: SkipReason,
-        counts: _Counts,
+        counts: PassReport,
         detail: dict[str, Any] | None = None,
     ) -> None:
         name = self.names[v]
@@ -385,7 +362,7 @@ class Scanner:
         await self.events.skip(name, sym, reason, from_ms(t), detail)
 
     async def _close(
-        self, v: int, sym: str, sid: int, t: int, price: float, reason: ExitReason, counts: _Counts
+        self, v: int, sym: str, sid: int, t: int, price: float, reason: ExitReason, counts: PassReport
     ) -> None:
         name = self.names[v]
         pos = self.engine.position(v, sid)
@@ -420,8 +397,7 @@ class Scanner:
 
     async def _exit_pass(self) -> PassReport:
         t0 = time.perf_counter()
-        report = PassReport(EXIT)
-        counts = _Counts()
+        report = counts = PassReport(EXIT)
         if self._dirty:
             return report  # nothing trustworthy to check until the next breakout pass rebuilt the engine
         held = self.state.held()
@@ -452,8 +428,6 @@ class Scanner:
                     raise
             await self._persist_trails()
         report.symbols = len(held)
-        report.closes = counts.closes
-        report.errors = counts.errors
         report.duration_s = time.perf_counter() - t0
         return report
 
