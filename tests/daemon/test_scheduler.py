@@ -17,7 +17,14 @@ from sigil.config import DaemonConfig
 from sigil.daemon import handle
 from sigil.daemon.app import Daemon, RunLimits
 from sigil.daemon.passes import BREAKOUT, EXIT
-from sigil.daemon.scheduler import JOB_FUNC, job_id, make_jobstore, run_pass, sqlalchemy_url
+from sigil.daemon.scheduler import (
+    JOB_FUNC,
+    InstanceJobStore,
+    job_id,
+    make_jobstore,
+    run_pass,
+    sqlalchemy_url,
+)
 from sigil.daemon.watchdog import EXIT_STALLED
 from sigil.errors import DaemonNotRunning
 
@@ -150,7 +157,7 @@ async def test_failing_pass_is_counted_and_writes_no_heartbeat(database_url: str
     assert d.metrics.passes.value(BREAKOUT, "error") >= 2
 
 
-class FlakyJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+class FlakyJobStore(InstanceJobStore):  # type: ignore[misc]
     """Fails ``get_next_run_time`` — the call APScheduler 3 makes during wake-up without catching
     errors — while ``failures`` is positive (or forever when it is negative)."""
 
@@ -167,8 +174,8 @@ class FlakyJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
 
 
 def flaky(url: str) -> FlakyJobStore:
-    base = make_jobstore(url)
-    return FlakyJobStore(engine=base.engine)
+    base = make_jobstore(url, "main")
+    return FlakyJobStore("main", engine=base.engine)
 
 
 async def test_jobstore_failure_during_wakeup_is_rearmed(database_url: str) -> None:

@@ -10,6 +10,9 @@ Rules that keep it from failing silently (root cause 4):
   overlapped by the next), a misfire grace of one interval.
 * Every job body runs under ``asyncio.wait_for``: a hung pass ends as a counted error, not a stall.
 * Listeners log and count job errors, missed runs and max-instances refusals.
+* Each daemon instance sees only its own rows of the shared job table (:class:`InstanceJobStore`), and
+  keeps no row but its fixed jobs': a row left by a one-off run, or by a pass switched off since,
+  is removed at start and at stop, never run.
 
 Jobs are stored pickled, so each is the module-level :func:`run_pass` referenced by its path with the
 job name as its only argument; it reaches the daemon through :mod:`sigil.daemon.handle`.
@@ -37,13 +40,20 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.util import utc_timestamp_to_datetime
+from sqlalchemy import ColumnElement, null, select
+from sqlalchemy.exc import OperationalError
 
+from sigil.config import DaemonConfig
 from sigil.daemon import handle
 from sigil.daemon.metrics import DaemonMetrics
+from sigil.errors import DatabaseUnavailable
 from sigil.store.jobs import JOB_TABLE, create_job_table
 
 log = logging.getLogger(__name__)
 
+#: ``daemon.instance`` when the config does not name one.
+DEFAULT_INSTANCE: str = DaemonConfig.model_fields["instance"].default
 #: The job function, by reference: what the job store pickles instead of an object.
 JOB_FUNC = "sigil.daemon.scheduler:run_pass"
 #: A synchronous job-store statement may block the loop at most this long.
@@ -91,13 +101,68 @@ def sqlalchemy_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url.split('://')[0]}://…")
 
 
-def make_jobstore(database_url: str, tablename: str = JOB_TABLE) -> SQLAlchemyJobStore:
-    """The persistent job store on ``database_url``, with bounded connect and statement times.
+class InstanceJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """APScheduler's SQLAlchemy job store on the shared table, limited to one daemon instance: it
+    reads, runs and removes only the rows whose id starts with ``sigil:<instance>:``.
+
+    APScheduler 3's ``get_due_jobs()`` returns every due row of its table, so schedulers of several
+    instances on one table each ran every instance's jobs (two daemons at 5 s completed twice their
+    passes each), and went on running a stopped instance's rows. A filter on the id, rather than a
+    table per instance, keeps the one table of migration 0006, which ``sigil migrate`` creates: a
+    daemon needs no CREATE privilege and an instance name leaves no table behind. Instance names
+    cannot contain ``:`` (see :class:`~sigil.config.DaemonConfig`), so no prefix is another's.
+
+    Overrides every read of the base class (``lookup_job``, ``_get_jobs`` behind ``get_due_jobs``
+    and ``get_all_jobs``, ``get_next_run_time``) and ``remove_all_jobs``; a job outside the prefix
+    cannot be added, since this store would never run it.
+    """
+
+    def __init__(self, instance: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instance = instance
+        self.prefix = job_id(instance, "")
+        # autoescape: "_" (allowed in an instance name) is a LIKE wildcard.
+        self._mine: ColumnElement[bool] = self.jobs_t.c.id.startswith(self.prefix, autoescape=True)
+
+    def lookup_job(self, job_id: str) -> Any:
+        """The job of this instance called ``job_id`` (None for another instance's)."""
+        return super().lookup_job(job_id) if job_id.startswith(self.prefix) else None
+
+    def get_next_run_time(self) -> datetime | None:
+        """The earliest next run time among this instance's jobs."""
+        t = self.jobs_t.c.next_run_time
+        query = select(t).where(t != null(), self._mine).order_by(t).limit(1)
+        with self.engine.begin() as connection:
+            result: datetime | None = utc_timestamp_to_datetime(connection.execute(query).scalar())
+            return result
+
+    def add_job(self, job: Any) -> None:
+        """Stores ``job``; its id must carry this instance's prefix."""
+        if not str(job.id).startswith(self.prefix):
+            raise ValueError(f"job {job.id!r} is not of instance {self.instance!r} ({self.prefix}…)")
+        super().add_job(job)
+
+    def remove_all_jobs(self) -> None:
+        """Removes this instance's rows (the other instances' stay)."""
+        with self.engine.begin() as connection:
+            connection.execute(self.jobs_t.delete().where(self._mine))
+
+    def _get_jobs(self, *conditions: Any) -> list[Any]:
+        jobs: list[Any] = super()._get_jobs(self._mine, *conditions)
+        return jobs
+
+
+def make_jobstore(
+    database_url: str, instance: str = DEFAULT_INSTANCE, tablename: str = JOB_TABLE
+) -> InstanceJobStore:
+    """The persistent job store of daemon ``instance`` (default: ``daemon.instance``'s default) on
+    ``database_url``, with bounded connect and statement times.
 
     Job-store calls run synchronously on the event loop, so a database that hangs must raise,
     not freeze the loop.
     """
-    return SQLAlchemyJobStore(
+    return InstanceJobStore(
+        instance,
         url=sqlalchemy_url(database_url),
         tablename=tablename,
         engine_options={
@@ -131,7 +196,7 @@ class DaemonScheduler:
         if jobstore is None:
             if database_url is None:
                 raise ValueError("a database URL or a job store is needed")
-            jobstore = make_jobstore(database_url)
+            jobstore = make_jobstore(database_url, instance)
         self.instance = instance
         self.jobs = tuple(jobs)
         self.metrics = metrics
@@ -149,12 +214,19 @@ class DaemonScheduler:
         )
 
     def start(self) -> None:
-        """Starts on the running loop and (re)writes every job. Raises if the job store is unreachable."""
+        """Starts on the running loop and (re)writes every job.
+
+        Raises :class:`~sigil.errors.DatabaseUnavailable` when the job store cannot be reached.
+        """
         asyncio.get_running_loop()  # RuntimeError outside a running loop, by design
-        self._ensure_table()
-        # Paused until the jobs are written, so a stale row from the last run cannot fire first.
-        self.scheduler.start(paused=True)
-        self.add_jobs()
+        try:
+            self._ensure_table()
+            # Paused until the jobs are written, so a stale row from the last run cannot fire first.
+            self.scheduler.start(paused=True)
+            self.add_jobs()
+            self.remove_strays()
+        except OperationalError as e:
+            raise DatabaseUnavailable(f"job store: database unavailable ({e.orig})") from e
         self.scheduler.resume()
         log.info("scheduler started: %s", ", ".join(f"{j.name} every {j.interval_s:g}s" for j in self.jobs))
 
@@ -190,6 +262,15 @@ class DaemonScheduler:
                 **extra,
             )
 
+    def remove_strays(self) -> list[str]:
+        """Removes this instance's rows that are not its fixed jobs (a one-off run that never ran,
+        a pass switched off since the last start); their ids."""
+        strays = [job.id for job in self.scheduler.get_jobs() if job.id not in self._names]
+        for stray in strays:
+            self.scheduler.remove_job(stray)
+            log.info("job store: removed %s (not a job of this daemon)", stray)
+        return strays
+
     def rearm(self) -> None:
         """Brings a stalled scheduler back: resume it, rewrite the jobs as due now, wake it up.
 
@@ -208,8 +289,13 @@ class DaemonScheduler:
             self.scheduler.pause()
 
     async def shutdown(self) -> None:
-        """Stops the scheduler (rows stay in the job store for the next start) and releases its engine."""
+        """Stops the scheduler and releases its engine. The fixed jobs' rows stay in the job store
+        for the next start; any other row of this instance (a one-off run) is removed."""
         if self.scheduler.state != STATE_STOPPED:
+            try:
+                self.remove_strays()
+            except Exception as e:  # the next start removes them
+                log.warning("job store: could not remove one-off jobs: %s", e)
             self.scheduler.shutdown(wait=False)
             # AsyncIOScheduler.shutdown is queued with call_soon: let it run.
             await asyncio.sleep(0)
