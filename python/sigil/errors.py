@@ -1,6 +1,24 @@
-"""Exceptions a caller can handle, one per kind of failure."""
+"""Exceptions a caller can handle, one per kind of failure, and the exit status each kind means.
+
+Every ``sigil`` command exits with one of these statuses, one meaning each (``sigil probe`` keeps its
+own 0 fresh / 1 stale / 2 cannot tell, see :mod:`sigil.daemon.heartbeat`):
+
+====  ==================================================================================
+0     success
+1     a database or the exchange cannot be reached (retryable: try again later)
+2     bad input: a file, a config key or value, a URL, a schema not migrated (retrying is no use)
+3     the daemon's scheduler stalled and could not be re-armed (a supervisor restarts it)
+4     the daemon's instance is held by another process
+====  ==================================================================================
+"""
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_BAD_INPUT = 2
+EXIT_STALLED = 3
+EXIT_INSTANCE_HELD = 4
 
 
 class SigilError(Exception):
@@ -82,5 +100,32 @@ class OrderOutcomeUnknown(SigilError):
         self.client_order_id = client_order_id
 
 
+class InstanceHeld(SigilError):
+    """Another process holds this daemon instance; ``holder`` says which (host, pid, since), when known."""
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class DaemonNotRunning(SigilError):
     """A scheduled job fired in a process where no daemon is installed (or a second one was started)."""
+
+
+#: Errors that mean "cannot reach it now": a database or the exchange, or a socket that failed.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    ExchangeUnavailable,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def exit_status(error: BaseException) -> int:
+    """The exit status of a command that ended with ``error`` (see the module docstring): 1 when
+    something could not be reached, 4 when the instance is held elsewhere, else 2 (bad input)."""
+    if isinstance(error, InstanceHeld):
+        return EXIT_INSTANCE_HELD
+    if isinstance(error, _UNREACHABLE):
+        return EXIT_UNAVAILABLE
+    return EXIT_BAD_INPUT

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pg import run_cli
 from sigil.store import Database, HeartbeatStore, PassStats, PositionStore
+from sigil.store.migrate import load_migrations
+from tests.support.pg import run_cli
 
 pytestmark = pytest.mark.postgres
 
@@ -51,7 +52,8 @@ def test_migrate_and_status_on_the_embedded_default(sigil_home: Path) -> None:
 async def test_migrate_and_status_on_a_given_url(empty_db_url: str) -> None:
     migrated = run_cli("migrate", "--database-url", empty_db_url)
     assert migrated.returncode == 0, migrated.stderr
-    assert "schema at version 6 (6 migration(s) applied now)" in migrated.stdout
+    n = len(load_migrations())
+    assert f"schema at version {n} ({n} migration(s) applied now)" in migrated.stdout
     assert "embedded" not in migrated.stdout and "host=" in migrated.stdout
 
     db = await Database.open(empty_db_url, min_size=1, max_size=1)
@@ -105,12 +107,7 @@ def test_status_on_an_unmigrated_database_says_what_to_do(empty_db_url: str) -> 
     [
         ("migrate", "mysql://u@localhost/x", "expected a PostgreSQL URL"),
         ("status", "not a url", "expected a PostgreSQL URL"),
-        ("status", "postgresql://u@localhost:notaport/x", "port"),
-        (
-            "migrate",
-            "postgresql://u:secret@127.0.0.1:1/x",
-            "cannot connect to postgresql://u:***@127.0.0.1:1/x",
-        ),
+        ("status", "postgresql://u:secret@localhost:notaport/x", "port"),
     ],
 )
 def test_bad_database_url_exits_2_with_one_line(command: str, url: str, message: str) -> None:

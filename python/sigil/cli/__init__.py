@@ -1,8 +1,10 @@
 """The ``sigil`` command line. One module per command; each adds its parser and runs it. ``args`` and
 ``database`` hold what several commands share (argument types; the database arguments and session).
 
-Exit codes: 0 success, 2 bad input (one line on stderr naming the problem); commands may define
-others (``sigil probe``: 1 stale).
+Exit codes, one meaning each on every command (:mod:`sigil.errors` maps an error to its code): 0
+success, 1 a database or the exchange cannot be reached (retryable), 2 bad input, 3 the daemon's
+scheduler stalled, 4 the daemon's instance is held elsewhere; every failure prints one line on stderr
+naming the problem. ``sigil probe`` keeps its own: 0 fresh, 1 stale, 2 cannot tell.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sigil.errors import SigilError
+from sigil.errors import SigilError, exit_status
 
 #: Commands in help order: name → (module under ``sigil.cli`` with ``add_parser(subparsers)``, one-line help).
 #: Only the module of the command being run is imported, so ``sigil probe`` does not load ccxt or numpy.
@@ -26,8 +28,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("probe", "exit 0 when the scanner heartbeat is fresh, 1 when stale, 2 when it cannot tell"),
     "report": ("report", "the variant table (and equity curves) of what the daemon traded"),
 }
-
-EXIT_BAD_INPUT = 2
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.run(args)
     except (SigilError, ValueError, OSError) as e:
         print(f"sigil {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exit_status(e)
     except KeyboardInterrupt:
         return 130
     return int(code or 0)

@@ -2,10 +2,11 @@
 
 Paper-trades every configured variant on a persistent schedule until SIGTERM or SIGINT (clean stop,
 exit 0); with ``--live`` it sends real market orders, with the API key pair from SIGIL_API_KEY and
-SIGIL_API_SECRET. Exit 3 when the watchdog gives up on a stalled scheduler (a supervisor restarts
-it), 1 when the database or the exchange cannot be reached at start-up, 2 on bad input (config, URL,
-schema not migrated, ``--live`` without its keys). Run limits (``--until``, ``--max-passes``,
-``--duration``) end a bounded run cleanly.
+SIGIL_API_SECRET. Exit 1 when the exchange or the database cannot be reached at start-up (the
+exchange is asked first, so nothing is written), 2 on bad input (config, URL, schema not migrated,
+``--live`` without its keys), 3 when the watchdog gives up on a stalled scheduler (a supervisor
+restarts it), 4 when the instance is held by another process. Run limits (``--until``,
+``--max-passes``, ``--duration``) end a bounded run cleanly.
 """
 
 from __future__ import annotations
@@ -22,11 +23,8 @@ from sigil.config import apply_overrides, load_config
 from sigil.daemon.app import RunLimits, serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
-from sigil.errors import DatabaseUnavailable, ExchangeUnavailable
 from sigil.times import from_ms
 
-#: Exit status when the database or the exchange is unreachable at start-up (try again later).
-EXIT_UNAVAILABLE = 1
 #: Without a terminal, the progress line is printed at most this often (seconds).
 PROGRESS_EVERY_S = 5.0
 
@@ -155,8 +153,9 @@ def run(args: argparse.Namespace) -> int:
     limits = RunLimits(
         max_passes=args.max_passes, duration_s=args.duration, until_exhausted=args.until is not None
     )
+    # Errors end up in sigil.cli.main, which prints one line and maps them to their exit status.
     try:
-        code = asyncio.run(
+        return asyncio.run(
             serve(
                 config,
                 database_url=args.database_url,
@@ -168,11 +167,6 @@ def run(args: argparse.Namespace) -> int:
                 live=args.live,
             )
         )
-    except (DatabaseUnavailable, ExchangeUnavailable) as e:
+    finally:
         if progress is not None:
             progress.end()
-        print(f"sigil daemon: error: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    if progress is not None:
-        progress.end()
-    return code

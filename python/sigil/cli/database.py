@@ -12,8 +12,9 @@ from typing import TypeVar
 import asyncpg
 
 from sigil.config import Config, load_config
-from sigil.errors import SigilError
+from sigil.errors import DatabaseUnavailable, SigilError
 from sigil.store import Database, open_database
+from sigil.store.db import is_unavailable
 
 T = TypeVar("T")
 
@@ -31,7 +32,8 @@ def add_database_args(p: argparse.ArgumentParser) -> None:
 
 def with_database(args: argparse.Namespace, body: Callable[[Config, Database], Awaitable[T]]) -> T:
     """Loads the config, opens the database, runs ``body`` on it, and closes it (stopping the embedded
-    server when this process started it). Server errors become one-line :class:`SigilError`s."""
+        server when this process started it). Server errors become one-line :class:`SigilError`s
+    (:class:`DatabaseUnavailable` when the connection was lost)."""
     config = load_config(args.config)
     # The embedded server's package logs its own failures (with the whole server log) to stderr; the
     # command reports them in one line that names the log file instead.
@@ -42,7 +44,9 @@ def with_database(args: argparse.Namespace, body: Callable[[Config, Database], A
         try:
             return await body(config, db)
         except asyncpg.PostgresError as e:
-            raise SigilError(f"{db.describe()}: {type(e).__name__}: {e}") from None
+            # A connection lost half-way is "cannot reach" (exit 1); any other server error is not.
+            kind = DatabaseUnavailable if is_unavailable(e) else SigilError
+            raise kind(f"{db.describe()}: {type(e).__name__}: {e}") from None
         finally:
             await db.close()
 

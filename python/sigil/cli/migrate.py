@@ -2,6 +2,8 @@
 
 Applies the pending migrations in order, then creates the account of every configured variant that
 has none (existing balances are never touched). Without a URL it works on the embedded PostgreSQL.
+Exit 0; 1 when the database cannot be reached (retryable: a supervisor may try again), 2 on bad input
+(a malformed URL, a changed or unknown migration).
 """
 
 from __future__ import annotations

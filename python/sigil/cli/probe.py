@@ -2,6 +2,8 @@
 
 Exit 0 when the newest scanner heartbeat is younger than max-age, 1 when it is older or there is
 none, 2 when it cannot tell (database unreachable, schema not migrated, bad config). Prints one line.
+These are the probe's own codes (a monitor reads 1 as "the daemon makes no progress"), not the 0-4 of
+the other commands: an unreachable database is 2 here, 1 everywhere else.
 """
 
 from __future__ import annotations

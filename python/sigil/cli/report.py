@@ -1,7 +1,8 @@
 """``sigil report [--config DIR] [--database-url URL] [--plot OUT.png] [--json OUT]``: what the daemon did.
 
 The variant table in the same shape as ``sigil replay``'s, built from the database (closed and open
-positions, accounts), and optionally the equity curves. Exit 0; 2 when the database cannot be read.
+positions, accounts), and optionally the equity curves. Exit 0; 1 when the database cannot be reached,
+2 when it is not migrated (or bad input).
 """
 
 from __future__ import annotations

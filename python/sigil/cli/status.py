@@ -1,7 +1,7 @@
 """``sigil status [--config DIR] [--database-url URL] [--json]``: what the database holds now.
 
 Open positions, active cooldowns, balance and equity per variant, and the age of the last scanner
-heartbeat. Exit 0; 2 when the database cannot be reached or is not migrated.
+heartbeat. Exit 0; 1 when the database cannot be reached, 2 when it is not migrated (or bad input).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from sigil.times import iso
 
 if TYPE_CHECKING:
     from sigil.daemon.scanner import Scanner
+    from sigil.exchange.ccxt_client import ExchangeClient
 
 log = logging.getLogger(__name__)
 
@@ -376,14 +377,16 @@ async def serve(
     handle_signals: bool = True,
     live: bool = False,
 ) -> int:
-    """``sigil daemon``: opens the database and the exchange client, runs the scanner under a
-    :class:`Daemon` until it stops, then closes everything in reverse order. Returns the exit status.
+    """``sigil daemon``: builds the exchange client and asks the exchange for its clock, then opens
+    the database, runs the scanner under a :class:`Daemon` until it stops, and closes everything in
+    reverse order. Returns the exit status.
 
     ``live`` sends real orders with the API keys from the environment (``--live``); it raises
     :class:`~sigil.errors.LiveKeysMissing` before anything starts when a key is missing.
 
     Raises :class:`~sigil.errors.DatabaseUnavailable`, :class:`~sigil.errors.SchemaNotReady` or
-    :class:`~sigil.errors.ExchangeUnavailable` when start-up cannot complete.
+    :class:`~sigil.errors.ExchangeUnavailable` when start-up cannot complete; an exchange that
+    cannot be reached raises before anything is written to the database.
     """
     from sigil.daemon.scanner import Scanner
     from sigil.exchange.ccxt_client import ExchangeClient
@@ -393,9 +396,12 @@ async def serve(
     settings = config.settings
     metrics = DaemonMetrics()
     exchange = resolve_exchange(settings.exchange, url=exchange_url, live=live)
-    db = await open_database(database_url, settings.database)
+    client = ExchangeClient(exchange)
     try:
-        client = ExchangeClient(exchange)
+        # The exchange first: unreachable at start-up is ExchangeUnavailable (exit 1) before the
+        # database is even opened, so no account, event, job row or heartbeat is written.
+        await _reach_exchange(client)
+        db = await open_database(database_url, settings.database)
         try:
             scanner = Scanner(config, db, client, metrics=metrics, until_ms=until_ms, on_pass=on_pass)
             await scanner.start()
@@ -421,6 +427,16 @@ async def serve(
             finally:
                 await scanner.close()
         finally:
-            await client.close()
+            await db.close()
     finally:
-        await db.close()
+        await client.close()
+
+
+async def _reach_exchange(client: ExchangeClient) -> None:
+    """Asks the exchange for its clock (with the client's retries); ExchangeUnavailable names it."""
+    from sigil.errors import ExchangeUnavailable
+
+    try:
+        await client.server_time()
+    except ExchangeUnavailable as e:
+        raise ExchangeUnavailable(f"cannot reach the exchange at start-up: {e}", e.retry_after_s) from e

@@ -25,10 +25,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+# The status this module exits with when it gives up; defined with every other exit status.
+from sigil.errors import EXIT_STALLED as EXIT_STALLED
+
 log = logging.getLogger(__name__)
 
-#: Exit status when the watchdog gives up (distinct from 1 = error and 2 = bad input).
-EXIT_STALLED = 3
 #: A job counts as stalled after this many of its intervals without a completed pass.
 STALL_INTERVALS = 2.0
 #: Passes that must complete after a re-arm before the scheduler counts as recovered.
