@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 import sigil.cli.status
-from sigil.cli import main
+from sigil.cli import COMMANDS, main
 from sigil.data.candles import load_universe
 from sigil.errors import (
     EXIT_BAD_INPUT,
@@ -28,7 +28,7 @@ from sigil.errors import (
     exit_status,
 )
 from sigil.exchange.sim import SimExchange
-from tests.support.data import BUNDLED
+from tests.support.data import BUNDLED, REPO
 from tests.support.pg import run_cli
 
 
@@ -160,3 +160,25 @@ def test_the_daemon_exits_1_when_the_exchange_is_unreachable_and_writes_nothing(
     assert "cannot reach the exchange at start-up" in line, line
     assert snapshot(empty_db_url) == before
 
+
+def test_the_unit_restarts_what_the_readme_calls_retryable() -> None:
+    settings: dict[str, list[str]] = {}
+    for line in (REPO / "docs" / "sigil.service").read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    assert settings["Restart"] == ["always"]
+    # Only bad input is final: 1 (unreachable), 3 (stalled) and 4 (held) are restarted.
+    assert settings["RestartPreventExitStatus"] == ["2"]
+    # A failed ExecStartPre is restarted whatever its status: migrate runs in the main process instead.
+    assert "ExecStartPre" not in settings
+    (start,) = settings["ExecStart"]
+    assert " migrate " in start and "&& exec " in start and start.index(" migrate ") < start.index(" daemon ")
+    assert settings["StartLimitIntervalSec"] == ["0"], "a long database outage must not end the retries"
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("### Exit codes") :]
+    for code in range(5):
+        assert f"\n| {code} | " in table
+    for command in COMMANDS:
+        assert f"`sigil {command}`" in table, command
