@@ -48,18 +48,12 @@ def pg() -> Iterator[PgServer]:
 @pytest.fixture
 def db_url(pg: PgServer) -> Iterator[str]:
     """A fresh database with the current schema and the shipped variants' accounts (1,000 USDT each)."""
-    url = pg.create_database(migrated=True)
-    try:
+    with pg.database(migrated=True) as url:
         yield url
-    finally:
-        pg.drop_database(url)
 
 
 @pytest.fixture
 def empty_db_url(pg: PgServer) -> Iterator[str]:
     """A fresh, empty database (no schema)."""
-    url = pg.create_database(migrated=False)
-    try:
+    with pg.database(migrated=False) as url:
         yield url
-    finally:
-        pg.drop_database(url)

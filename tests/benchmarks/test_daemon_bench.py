@@ -42,12 +42,10 @@ from sigil.config import apply_overrides, load_config
 from sigil.daemon.app import serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
-from tests.support.pg import PgServer
+from tests.support.data import universe_dir
 from tests.support.sim_process import SimProcess, sim_clock
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data" / "universe-1h"
-DATA = SHARED if SHARED.is_dir() else REPO / "data"
+DATA = universe_dir()
 LATENCY_MS = 50
 HOUR = 3_600_000
 ROUNDS = 8
@@ -63,12 +61,18 @@ Capsys = pytest.CaptureFixture[str]
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[str]:
     """``sigil exchange-sim`` with 50 ms latency on a frozen clock; its URL."""
-    args = ["--data", str(DATA), "--port", "0", "--speed", "0", "--start", str(START)]
-    sim = SimProcess([*args, "--latency-ms", str(LATENCY_MS)])
+    sim = SimProcess.frozen(DATA, START, latency_ms=LATENCY_MS)
     try:
         yield sim.url
     finally:
         sim.stop()
+
+
+@pytest.fixture
+def database(db_url: str, simulator: str) -> str:
+    """A fresh migrated database for one test (its URL), the simulator's clock back at :data:`START`."""
+    sim_clock(simulator, now_ms=START)
+    return db_url
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -153,13 +157,12 @@ def own_share(profile: cProfile.Profile) -> float:
 
 def test_candle_close_to_last_decision(
     benchmark: Any,
-    pg: PgServer,
+    database: str,
     simulator: str,
     record_ratio: RecordRatio,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = pg.create_database(migrated=True)
-    sim_clock(simulator, now_ms=START)
+    url = database
     daemon = DaemonThread(url, simulator, "daemon.scan_interval_s=1", "daemon.exit_pass=false")
     latencies: list[float] = []
     durations: list[float] = []
@@ -198,7 +201,6 @@ def test_candle_close_to_last_decision(
     finally:
         daemon.stop()
         mp.undo()
-        pg.drop_database(url)
     n = max(daemon.symbols, 1)
     cpu_ms = 1000 * statistics.median(cpu[:-1]) / n
     note = f"{n} symbols, {LATENCY_MS} ms latency, Binance rate limit"
@@ -236,13 +238,12 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 def test_daemon_rss_over_a_month_of_simulated_trading(
     benchmark: Any,
-    pg: PgServer,
+    database: str,
     simulator: str,
     record_ratio: RecordRatio,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = pg.create_database(migrated=True)
-    sim_clock(simulator, now_ms=START)
+    url = database
     fast = ["daemon.scan_interval_s=0.2", "daemon.exit_pass=false", "exchange.rate_limit_ms=1"]
     cmd = [sys.executable, "-m", "sigil", "daemon", "--database-url", url, "--exchange-url", simulator]
     cmd += ["--health-port", "0", "--quiet", *[a for s in fast for a in ("--set", s)]]
@@ -283,7 +284,6 @@ def test_daemon_rss_over_a_month_of_simulated_trading(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        pg.drop_database(url)
     for label, (rss, _) in samples.items():
         record_ratio(f"daemon RSS {label} (MiB)", rss / 1024, "")
     peak = max(h for _, h in samples.values())

@@ -31,13 +31,12 @@ import sigil
 from sigil.config import ExchangeConfig
 from sigil.data.candles import load_universe
 from sigil.exchange.ccxt_client import ExchangeClient, PassResult
+from tests.support.data import universe_dir
 from tests.support.sim_process import SimProcess, sim_clock
 
 RecordRatio = Callable[[str, float, str], None]
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data" / "universe-1h"
-DATA = SHARED if SHARED.is_dir() else REPO / "data"
+DATA = universe_dir()
 LATENCY_MS = 50
 HOUR = 3_600_000
 ROUNDS = 3
@@ -50,26 +49,11 @@ def simulator() -> Iterator[tuple[str, list[str]]]:
     series = load_universe([DATA])
     start = min(int(s.time[-1]) for s in series) - 24 * HOUR
     symbols = sorted(s.symbol for s in series if int(s.time[0]) < start - 10 * HOUR)
-    args = ["--data", str(DATA), "--port", "0", "--speed", "0", "--start", str(start)]
-    sim = SimProcess([*args, "--latency-ms", str(LATENCY_MS)])
+    sim = SimProcess.frozen(DATA, start, latency_ms=LATENCY_MS)
     try:
         yield sim.url, symbols
     finally:
         sim.stop()
-
-
-@pytest.fixture
-def record(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> RecordRatio:
-    """``record_ratio(name, value, note)`` of tests/benchmarks/conftest.py when there is one; else a print."""
-    try:
-        recorder: RecordRatio = request.getfixturevalue("record_ratio")
-    except pytest.FixtureLookupError:
-
-        def recorder(name: str, value: float, note: str) -> None:
-            with capsys.disabled():
-                print(f"\n{name}: {value:.2f}x ({note})")
-
-    return recorder
 
 
 def _split(profile: cProfile.Profile) -> dict[str, float]:
@@ -88,7 +72,10 @@ def _split(profile: cProfile.Profile) -> dict[str, float]:
 
 
 def test_one_new_candle_for_every_symbol(
-    benchmark: Any, simulator: tuple[str, list[str]], record: RecordRatio, capsys: pytest.CaptureFixture[str]
+    benchmark: Any,
+    simulator: tuple[str, list[str]],
+    record_ratio: RecordRatio,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, symbols = simulator
     loop = asyncio.new_event_loop()
@@ -172,4 +159,6 @@ def test_one_new_candle_for_every_symbol(
         print(
             "  profiled own-time split: " + ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in split.items())
         )
-    record("exchange_pass_wall_vs_rate_limit_floor", wall / floor_s, f"{n} symbols, {requests} requests")
+    record_ratio(
+        "exchange_pass_wall_vs_rate_limit_floor", wall / floor_s, f"{n} symbols, {requests} requests"
+    )

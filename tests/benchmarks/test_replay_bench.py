@@ -71,20 +71,6 @@ def config() -> Config:
     return load_config()
 
 
-@pytest.fixture
-def record(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> RecordRatio:
-    """``record_ratio(name, value, note)`` of tests/benchmarks/conftest.py when there is one; else a print."""
-    try:
-        recorder: RecordRatio = request.getfixturevalue("record_ratio")
-    except pytest.FixtureLookupError:
-
-        def recorder(name: str, value: float, note: str) -> None:
-            with capsys.disabled():
-                print(f"\n{name}: {value:.1f}x ({note})")
-
-    return recorder
-
-
 def _say(capsys: pytest.CaptureFixture[str], text: str) -> None:
     with capsys.disabled():
         print(f"\n{text}")
@@ -103,7 +89,7 @@ def test_replay_universe_rust_vs_reference(
     benchmark: Any,
     universe: list[CandleSeries],
     config: Config,
-    record: RecordRatio,
+    record_ratio: RecordRatio,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The Rust replay of universe-1h × 4 variants; once through the reference for the speed ratio."""
@@ -128,7 +114,7 @@ def test_replay_universe_rust_vs_reference(
         f"replay universe-1h: {work:,} candle·variants in {rust_s * 1e3:.1f} ms (median) = "
         f"{work / rust_s / 1e6:.1f} M candle·variants/s; Python reference {ref_s:.2f} s",
     )
-    record(
+    record_ratio(
         "replay universe-1h x4 variants: Rust vs Python reference",
         ref_s / rust_s,
         f"Rust {rust_s * 1e3:.0f} ms median, reference {ref_s:.1f} s, one run",

@@ -23,7 +23,7 @@ import pytest
 
 from sigil.store import AccountStore, Database, GuardMirror, PositionStore, SkipReason, migrate
 from sigil.store.db import DatabaseTarget
-from tests.support.store_workers import order_args
+from tests.support.store_workers import close_args, order_args
 
 pytestmark = pytest.mark.postgres
 
@@ -79,14 +79,7 @@ class _Bench:
                     continue
                 r = await store.open_position(**order_args(v, symbol, T0))
                 if kind == 1 and r.position is not None:
-                    await store.close_position(
-                        r.position.id,
-                        closed_at=T0,
-                        exit_price=2.0,
-                        gross=10.0,
-                        exit_fee=0.01,
-                        exit_reason="manual",
-                    )
+                    await store.close_position(r.position.id, **close_args(T0))
 
     def close(self) -> None:
         self.run(self.mirror.stop())
@@ -187,9 +180,7 @@ def test_open_close_alone(benchmark: Any, bench: _Bench, request: pytest.Fixture
             k = next(bench.counter)
             r = await store.open_position(**order_args("bench", f"A{k}/USDT", T0))
             assert r.position is not None
-            await store.close_position(
-                r.position.id, closed_at=T0, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual"
-            )
+            await store.close_position(r.position.id, **close_args(T0))
 
     benchmark.pedantic(lambda: bench.run(cycles()), rounds=5, iterations=1, warmup_rounds=1)
     m = _median(benchmark)
@@ -218,9 +209,7 @@ def test_open_close_8_way_contention(benchmark: Any, bench: _Bench, request: pyt
                 outcomes["refused"] = outcomes.get("refused", 0) + 1
                 continue
             outcomes["opened"] = outcomes.get("opened", 0) + 1
-            await store.close_position(
-                r.position.id, closed_at=T0, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual"
-            )
+            await store.close_position(r.position.id, **close_args(T0))
 
     async def round_() -> None:
         await asyncio.gather(*(contender(c) for c in range(CONTENDERS)))

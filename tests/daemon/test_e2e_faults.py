@@ -4,7 +4,6 @@ store failing during wake-up), a pass that blocks the event loop — and the dea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,7 @@ from tests.support.daemon_stack import (
     FAST,
     DaemonProcess,
     book_problems,
+    cancel,
     config,
     cut,
     heartbeats,
@@ -83,10 +83,7 @@ async def test_simulator_faults_of_every_kind_are_survived_and_counted(tmp_path:
         daemon.request_stop("test over")
         assert await asyncio.wait_for(task, 30) == 0
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel(task)
         await sim.stop()
     kinds = set(sim.stats.faults)
     assert {"http_429", "http_418", "timeout"} <= kinds

@@ -24,7 +24,17 @@ from sigil.daemon.scanner import Scanner
 from sigil.errors import DaemonNotRunning
 from sigil.exchange.sim import SimExchange
 from sigil.research.replay import replay_series
-from tests.support.daemon_stack import book_problems, config, cut, ms, rows, sigil_env, span, wait_until
+from tests.support.daemon_stack import (
+    book_problems,
+    cancel,
+    config,
+    cut,
+    ms,
+    rows,
+    sigil_env,
+    span,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -94,10 +104,7 @@ async def run_daemon(
                 sim.clock.advance(STEP_MS)
         assert await asyncio.wait_for(task, 30) == 0
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel(task)
 
 
 def trades(url: str) -> list[tuple[Any, ...]]:

@@ -12,25 +12,10 @@ import pytest
 from sigil.data.candles import CandleSeries
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import SimClock, SimExchange, SimMarket
+from tests.support.data import rows_of
 from tests.support.exchange import fast_config, plain_binance
 
 HOUR = 3_600_000
-
-
-def rows_of(s: CandleSeries, lo: int = 0, hi: int | None = None) -> list[list[float]]:
-    """The file's candles as ccxt rows [time, o, h, l, c, v]."""
-    hi = len(s) if hi is None else hi
-    return [
-        [
-            int(s.time[i]),
-            float(s.open[i]),
-            float(s.high[i]),
-            float(s.low[i]),
-            float(s.close[i]),
-            float(s.volume[i]),
-        ]
-        for i in range(lo, hi)
-    ]
 
 
 async def test_plain_ccxt_reads_every_candle_of_the_files(start_sim, sample_series) -> None:

@@ -11,6 +11,7 @@ import pytest
 from sigil.store import Database, HeartbeatStore, PassStats, PositionStore
 from sigil.store.migrate import load_migrations
 from tests.support.pg import run_cli
+from tests.support.store_workers import order_args
 
 pytestmark = pytest.mark.postgres
 
@@ -61,17 +62,7 @@ async def test_migrate_and_status_on_a_given_url(empty_db_url: str) -> None:
         now = datetime.now(UTC).replace(microsecond=0)
         store = PositionStore(db)
         await store.open_position(
-            variant="moderate",
-            symbol="PEPE/USDT",
-            opened_at=now,
-            entry_price=2.0,
-            qty=5.0,
-            stake=10.0,
-            entry_fee=0.01,
-            stop_pct=0.04,
-            stop_price=1.92,
-            atr_at_entry=0.05,
-            cooldown=timedelta(hours=8),
+            **order_args("moderate", "PEPE/USDT", now, timedelta(hours=8), stop_pct=0.04, stop_price=1.92)
         )
         await HeartbeatStore(db).record(
             PassStats(now - timedelta(seconds=90), now - timedelta(seconds=88), 150, 3, 1)

@@ -142,14 +142,7 @@ async def test_server_restart_under_a_busy_pool(pg: PgServer, db_url: str) -> No
             try:
                 r = await store.open_position(**workers.order_args("moderate", f"T{k}_{i}/USDT", at))
                 if r.position is not None and i % 2:
-                    await store.close_position(
-                        r.position.id,
-                        closed_at=at,
-                        exit_price=2.0,
-                        gross=10.0,
-                        exit_fee=0.01,
-                        exit_reason="manual",
-                    )
+                    await store.close_position(r.position.id, **workers.close_args(at))
                 (ok_after if back.is_set() else ok_before)[0] += 1
             except DatabaseUnavailable as e:
                 unavailable.append(e)

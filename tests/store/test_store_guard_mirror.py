@@ -54,9 +54,7 @@ async def test_rebuild_at_start_up(db: Database) -> None:
     await store.open_position(**workers.order_args("baseline", "OPEN/USDT", T))
     p = (await store.open_position(**workers.order_args("moderate", "COOL/USDT", T))).position
     assert p is not None
-    await store.close_position(
-        p.id, closed_at=T, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual"
-    )
+    await store.close_position(p.id, **workers.close_args(T))
     await SymbolProtectionStore(db).protect("aggressive", "LOCK/USDT", T + timedelta(days=2), "manual")
 
     class Other:

@@ -22,52 +22,9 @@ from sigil.store import (
     SkipReason,
     SymbolProtectionStore,
 )
+from tests.support.store_books import COOLDOWN, HOUR, T0, order, snapshot
 
 pytestmark = pytest.mark.postgres
-
-T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-COOLDOWN = 12 * HOUR  # baseline: 12 candles of 1h
-
-
-def order(
-    variant: str = "baseline", symbol: str = "ABC/USDT", at: datetime = T0, **over: Any
-) -> dict[str, Any]:
-    """An open request with the paper fill maths of the engine (stake 100, fee 0.1%, 5 bps slippage)."""
-    price, qty, fee, _cost = buy_fill(2.0, 100.0, 0.001, 0.0005)
-    args: dict[str, Any] = dict(
-        variant=variant,
-        symbol=symbol,
-        opened_at=at,
-        entry_price=price,
-        qty=qty,
-        stake=100.0,
-        entry_fee=fee,
-        stop_pct=0.04,
-        stop_price=price * (1 - 0.04),
-        atr_at_entry=0.06,
-        cooldown=COOLDOWN,
-    )
-    args.update(over)
-    return args
-
-
-async def snapshot(db: Database) -> dict[str, Any]:
-    """Everything an open or close may write."""
-    async with db.connection("snapshot") as conn:
-        return {
-            "positions": [dict(r) for r in await conn.fetch("SELECT * FROM micro_positions ORDER BY id")],
-            "protections": [
-                dict(r) for r in await conn.fetch("SELECT * FROM symbol_protections ORDER BY 1, 2")
-            ],
-            "accounts": [
-                dict(r)
-                for r in await conn.fetch(
-                    "SELECT variant_id, balance, equity FROM variant_accounts ORDER BY 1"
-                )
-            ],
-            "events": [dict(r) for r in await conn.fetch("SELECT * FROM events ORDER BY id")],
-        }
 
 
 async def test_open_then_close_keeps_books(db: Database) -> None:

@@ -10,8 +10,7 @@ import pytest
 
 from sigil.errors import InvalidOrder, PositionNotOpen
 from sigil.store import Database, EventKind, GuardMirror, PositionStore, SkipReason
-
-from .test_store_positions import COOLDOWN, HOUR, T0, order, snapshot
+from tests.support.store_books import COOLDOWN, HOUR, T0, order, snapshot
 
 pytestmark = pytest.mark.postgres
 

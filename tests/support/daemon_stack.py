@@ -5,6 +5,7 @@ satisfy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -24,7 +25,7 @@ import psycopg
 
 from sigil.config import Config, apply_overrides, load_config
 from sigil.data.candles import CandleSeries, load_universe, read_candles
-from tests.support.data import BUNDLED
+from tests.support.data import BUNDLED, rows_of
 
 TF_MS = 3_600_000
 
@@ -54,17 +55,7 @@ def cut(dest: Path, spec: dict[str, tuple[int, int]]) -> list[CandleSeries]:
     dest.mkdir(parents=True, exist_ok=True)
     for base, (start, stop) in spec.items():
         s = read_candles(BUNDLED / f"{base}_USDT-1h.feather")
-        rows = [
-            [
-                int(s.time[i]),
-                float(s.open[i]),
-                float(s.high[i]),
-                float(s.low[i]),
-                float(s.close[i]),
-                float(s.volume[i]),
-            ]
-            for i in range(start, min(stop, len(s)))
-        ]
+        rows = rows_of(s, start, min(stop, len(s)))
         (dest / f"{base}_USDT-1h.json").write_text(json.dumps(rows), encoding="utf-8")
     return load_universe([dest])
 
@@ -153,6 +144,14 @@ async def wait_until(pred: Any, timeout: float = 10.0, step: float = 0.02) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(step)
+
+
+async def cancel(task: asyncio.Task[Any]) -> None:
+    """Cancels ``task`` if it is still running and waits for it to end, whatever it raises."""
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
 
 
 def health_port(text: str) -> int | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sigil.data.candles import CandleSeries
+
 REPO = Path(__file__).resolve().parents[2]
 #: Small real candle files that ship with the repository: always there.
 BUNDLED = REPO / "data"
@@ -27,3 +29,19 @@ def sample_files() -> list[Path]:
         files = [SHARED_UNIVERSE / f"{n}_USDT-1h.feather" for n in SAMPLE_NAMES]
         return [f for f in files if f.exists()]
     return sorted(BUNDLED.glob("*.feather"))
+
+
+def rows_of(s: CandleSeries, lo: int = 0, hi: int | None = None) -> list[list[float]]:
+    """The series' candles ``[lo, hi)`` as ccxt rows ``[time, o, h, l, c, v]``."""
+    hi = len(s) if hi is None else hi
+    return [
+        [
+            int(s.time[i]),
+            float(s.open[i]),
+            float(s.high[i]),
+            float(s.low[i]),
+            float(s.close[i]),
+            float(s.volume[i]),
+        ]
+        for i in range(lo, hi)
+    ]

@@ -88,6 +88,15 @@ class PgServer:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url(name)
 
+    @contextlib.contextmanager
+    def database(self, *, migrated: bool = True) -> Iterator[str]:
+        """A new database (as :meth:`create_database` makes it) for the block; its URL. Dropped after it."""
+        url = self.create_database(migrated=migrated)
+        try:
+            yield url
+        finally:
+            self.drop_database(url)
+
     def drop_database(self, name_or_url: str, *, template: bool = False) -> None:
         """Drops a database, disconnecting whoever is still on it."""
         name = db_name(name_or_url) if "://" in name_or_url else name_or_url

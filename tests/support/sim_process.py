@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 #: Runs the ``sigil`` command line in a fresh interpreter (no console script needed).
@@ -37,6 +38,13 @@ class SimProcess:
         threading.Thread(target=self._drain, args=(self.proc.stdout, self.output, True), daemon=True).start()
         threading.Thread(target=self._drain, args=(self.proc.stderr, self.errors, False), daemon=True).start()
         self.url = self._wait_listening(timeout=60.0)
+
+    @classmethod
+    def frozen(cls, data: Path, start_ms: int, latency_ms: int = 0) -> SimProcess:
+        """A simulator of the candle files in ``data`` on any free port, its clock frozen at ``start_ms``
+        (moved by :func:`sim_clock`), ``latency_ms`` added to every call."""
+        args = ["--data", str(data), "--port", "0", "--speed", "0", "--start", str(start_ms)]
+        return cls([*args, "--latency-ms", str(latency_ms)])
 
     def _drain(self, stream: Any, into: list[str], signal: bool) -> None:
         for line in stream:

@@ -1,13 +1,61 @@
-"""Checks that positions, protections, accounts and events agree: nothing was half-written."""
+"""The store tests' books: a baseline open request with the engine's fill maths, a snapshot of everything
+an open or close may write, and the check that positions, protections, accounts and events agree (nothing
+was half-written)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from sigil._core import buy_fill
 from sigil.store import Database
+
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+COOLDOWN = 12 * HOUR  # baseline: 12 candles of 1h
+
+
+def order(
+    variant: str = "baseline", symbol: str = "ABC/USDT", at: datetime = T0, **over: Any
+) -> dict[str, Any]:
+    """An open request with the paper fill maths of the engine (stake 100, fee 0.1%, 5 bps slippage)."""
+    price, qty, fee, _cost = buy_fill(2.0, 100.0, 0.001, 0.0005)
+    args: dict[str, Any] = dict(
+        variant=variant,
+        symbol=symbol,
+        opened_at=at,
+        entry_price=price,
+        qty=qty,
+        stake=100.0,
+        entry_fee=fee,
+        stop_pct=0.04,
+        stop_price=price * (1 - 0.04),
+        atr_at_entry=0.06,
+        cooldown=COOLDOWN,
+    )
+    args.update(over)
+    return args
+
+
+async def snapshot(db: Database) -> dict[str, Any]:
+    """Everything an open or close may write."""
+    async with db.connection("snapshot") as conn:
+        return {
+            "positions": [dict(r) for r in await conn.fetch("SELECT * FROM micro_positions ORDER BY id")],
+            "protections": [
+                dict(r) for r in await conn.fetch("SELECT * FROM symbol_protections ORDER BY 1, 2")
+            ],
+            "accounts": [
+                dict(r)
+                for r in await conn.fetch(
+                    "SELECT variant_id, balance, equity FROM variant_accounts ORDER BY 1"
+                )
+            ],
+            "events": [dict(r) for r in await conn.fetch("SELECT * FROM events ORDER BY id")],
+        }
 
 
 async def assert_books_consistent(db: Database, cooldown: timedelta, start_balance: float = 1000.0) -> int:

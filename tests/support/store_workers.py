@@ -25,9 +25,11 @@ RACE_TIME = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 COOLDOWN = timedelta(hours=8)
 
 
-def order_args(variant: str, symbol: str, at: datetime, cooldown: timedelta = COOLDOWN) -> dict[str, Any]:
-    """A valid open request (stake 10 USDT at price 2.0, fee 0.1%)."""
-    return dict(
+def order_args(
+    variant: str, symbol: str, at: datetime, cooldown: timedelta = COOLDOWN, **over: Any
+) -> dict[str, Any]:
+    """A valid open request (stake 10 USDT at price 2.0, fee 0.1%); ``over`` replaces any field."""
+    args: dict[str, Any] = dict(
         variant=variant,
         symbol=symbol,
         opened_at=at,
@@ -40,6 +42,13 @@ def order_args(variant: str, symbol: str, at: datetime, cooldown: timedelta = CO
         atr_at_entry=0.05,
         cooldown=cooldown,
     )
+    args.update(over)
+    return args
+
+
+def close_args(at: datetime) -> dict[str, Any]:
+    """The close of an :func:`order_args` position at its entry price, by hand (gross 10 USDT, fee 0.1%)."""
+    return dict(closed_at=at, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual")
 
 
 async def race(url: str, worker: int, pairs: list[str], start_at: float) -> dict[str, object]:
@@ -61,14 +70,7 @@ async def race(url: str, worker: int, pairs: list[str], start_at: float) -> dict
                     answers["opened"] = answers.get("opened", 0) + 1
                     closed = result.position.id % 2 == 0
                     if closed:
-                        await store.close_position(
-                            result.position.id,
-                            closed_at=RACE_TIME,
-                            exit_price=2.0,
-                            gross=10.0,
-                            exit_fee=0.01,
-                            exit_reason="manual",
-                        )
+                        await store.close_position(result.position.id, **close_args(RACE_TIME))
                     won.append([pair, result.position.id, closed])
                 else:
                     assert result.refused is not None
@@ -113,9 +115,7 @@ async def open_one(url: str, variant: str, symbol: str) -> dict[str, object]:
 async def close_one(url: str, position_id: int) -> dict[str, object]:
     db = await Database.open(url, min_size=1, max_size=1)
     try:
-        p = await PositionStore(db).close_position(
-            position_id, closed_at=RACE_TIME, exit_price=2.0, gross=10.0, exit_fee=0.01, exit_reason="manual"
-        )
+        p = await PositionStore(db).close_position(position_id, **close_args(RACE_TIME))
     finally:
         await db.close()
     return {"id": p.id, "status": p.status}
