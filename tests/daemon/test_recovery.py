@@ -6,21 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from sigil.config import Config
 from sigil.data.candles import CandleSeries
+from sigil.errors import DatabaseUnavailable
 from sigil.exchange.sim import SimExchange
 from sigil.research.replay import replay_series
+from sigil.store import PositionStore
 from sigil.times import iso_z
+from tests.daemon.test_e2e_replay import run_daemon
 from tests.support.daemon_stack import (
     DaemonProcess,
     book_problems,
     config,
     cut,
+    health_port,
     heartbeats,
     rows,
     span,
@@ -136,10 +142,6 @@ async def test_passes_failed_half_way_are_decided_again_as_replay(
 ) -> None:
     """Writes that fail in the middle of passes — before their commit, and after it (the database
     then holds what the engine never learnt) — end in replay's book all the same."""
-    from sigil.errors import DatabaseUnavailable
-    from sigil.store import PositionStore
-    from tests.daemon.test_e2e_replay import run_daemon
-
     series = cut(tmp_path / "data", {"DOGE": (0, 1300), "PEPE": (150, 1300), "WIF": (0, 1000)})
     first, end = span(series)
     cfg = config()
@@ -186,4 +188,48 @@ async def test_passes_failed_half_way_are_decided_again_as_replay(
         assert balances == {n: m.balance for n, m in result.metrics.items()}
         assert book_problems(url, cfg) == []
     finally:
+        await asyncio.to_thread(pg.drop_database, url)
+
+
+async def test_a_database_outage_is_outlived_and_the_book_equals_replay(tmp_path: Path, pg: Any) -> None:
+    """The database stopped for a while under a running daemon: the process lives on, /health says
+    503 while it cannot reach the database, passes complete again soon after it is back, and the book
+    at the end of the data is replay's."""
+    series = cut(tmp_path / "data", {s: (0, 1500) for s in ("DOGE", "PEPE", "SUI", "WIF")})
+    first, end = span(series)
+    cfg = config("daemon.exit_pass=false")
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    speed = 120_000.0
+    sim = SimExchange(series, speed=speed, start_ms=first - int(LEAD_S * 1000 * speed))
+    await sim.start(0)
+    try:
+        d = DaemonProcess.spawn(
+            tmp_path / "d.log", str(url), str(sim.url), *NO_EXIT_PASS, "--until", str(end)
+        )
+        await wait_until(lambda: len(heartbeats(url)) >= 3 and health_port(d.text()) is not None, timeout=30)
+        port = health_port(d.text())
+        statuses: list[tuple[int, str]] = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            with pg.outage(url):
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    async with http.get(f"http://127.0.0.1:{port}/health") as r:
+                        statuses.append((r.status, (await r.json())["status"]))
+                    await asyncio.sleep(0.5)
+                assert d.proc.poll() is None, "the daemon must outlive its database"
+            back = time.monotonic()
+            n = len(heartbeats(url))
+            await wait_until(lambda: len(heartbeats(url)) > n, timeout=30)
+            recovered_s = time.monotonic() - back
+        assert (503, "database_unavailable") in statuses, statuses
+        code = await d.wait(300)
+        assert code == 0, d.text()[-3000:]
+        assert "the database answers again" in d.text()
+        diff = differences(daemon_book(url), replay_book(series, cfg))
+        assert diff == [], "\n".join(diff[:25])
+        assert book_problems(url, cfg) == []
+        print(f"passes complete again {recovered_s:.2f}s after the database is back")
+        assert recovered_s < 10
+    finally:
+        await sim.stop()
         await asyncio.to_thread(pg.drop_database, url)

@@ -34,6 +34,7 @@ from sigil.daemon.passes import BREAKOUT, Passes, PassReport
 from sigil.daemon.scheduler import DaemonScheduler
 from sigil.daemon.systemd import SystemdNotifier
 from sigil.daemon.watchdog import EXIT_STALLED, LoopGuard, Watchdog
+from sigil.errors import DatabaseUnavailable
 from sigil.times import iso
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ class Daemon:
         self.stop_reason: str | None = None
         self.started_wall = time.time()
         self.last_heartbeat_wall: float | None = None
+        #: Breakout passes in a row that failed because the database could not be reached.
+        self.database_failures = 0
+        self._scheduler_doc: dict[str, Any] | None = None
         self.last_report: PassReport | None = None
         self.last_completed_wall: float | None = None
         self.completed: dict[str, int] = {j.name: 0 for j in jobs}
@@ -146,6 +150,12 @@ class Daemon:
         except asyncio.CancelledError:
             self.metrics.passes.inc(name, "cancelled")
             raise
+        except DatabaseUnavailable:
+            # The daemon outlives its database: the pass is counted as failed, /health says why,
+            # and the next pass after the database is back rebuilds from it.
+            self.metrics.passes.inc(name, "error")
+            self.database_failures += 1
+            raise
         except Exception:
             self.metrics.passes.inc(name, "error")
             raise
@@ -172,6 +182,14 @@ class Daemon:
         self.metrics.pass_duration.observe(report.duration_s, name)
         self.metrics.last_pass.set(now, name)
         self.completed[name] = self.completed.get(name, 0) + 1
+        if self.database_failures:
+            log.warning("the database answers again after %d failed pass(es)", self.database_failures)
+        self.database_failures = 0
+        self.watchdog.database_reached()
+        try:
+            self._scheduler_doc = self.scheduler.describe()
+        except Exception as e:
+            self._scheduler_doc = {"jobs": {}, "error": f"{type(e).__name__}: {e}"}
         self.last_report = report
         self.last_completed_wall = now
         if name == BREAKOUT:
@@ -314,6 +332,8 @@ class Daemon:
         since = age if age is not None else time.time() - self.started_wall
         if self.watchdog.fatal is not None:
             status = "stalled"
+        elif self.watchdog.database_down or self.database_failures:
+            status = "database_unavailable"
         elif since > max_age:
             status = "stale"
         elif self._stopping:
@@ -322,11 +342,10 @@ class Daemon:
             status = "starting"
         else:
             status = "ok"
-        try:
-            sched: dict[str, Any] = self.scheduler.describe()
-        except Exception as e:
-            sched = {"state": self.scheduler.state, "error": f"{type(e).__name__}: {e}"}
+        # The job store's view as of the last completed pass: /health never waits on the database.
+        sched: dict[str, Any] = {**(self._scheduler_doc or {"jobs": {}}), "state": self.scheduler.state}
         sched["rearms"] = self.watchdog.rearms
+        sched["database_waits"] = self.watchdog.database_waits
         r = self.last_report
         last = None
         if r is not None:
@@ -354,6 +373,7 @@ class Daemon:
             "heartbeat_age_s": None if age is None else round(age, 3),
             "heartbeat_max_age_s": max_age,
             "passes": dict(self.completed),
+            "database_failed_passes": self.database_failures,
             "scheduler": sched,
             "open_positions": {n: v.open_positions for n, v in variants.items()},
         }

@@ -42,7 +42,7 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPP
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import utc_timestamp_to_datetime
 from sqlalchemy import ColumnElement, null, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sigil.config import DaemonConfig
 from sigil.daemon import handle
@@ -274,11 +274,16 @@ class DaemonScheduler:
     def rearm(self) -> None:
         """Brings a stalled scheduler back: resume it, rewrite the jobs as due now, wake it up.
 
-        Raises when the job store still fails; the watchdog then gives the stall one more interval.
+        Raises :class:`~sigil.errors.DatabaseUnavailable` when the job store cannot reach the database
+        (the watchdog then waits for it), anything else when the job store still fails (the watchdog
+        gives the stall one more interval).
         """
-        if self.scheduler.state == STATE_STOPPED:
-            self.scheduler.start(paused=True)
-        self.add_jobs(run_now=[j.name for j in self.jobs])
+        try:
+            if self.scheduler.state == STATE_STOPPED:
+                self.scheduler.start(paused=True)
+            self.add_jobs(run_now=[j.name for j in self.jobs])
+        except (DBAPIError, OSError) as e:
+            raise DatabaseUnavailable(f"scheduler job store: {type(e).__name__}: {e}".splitlines()[0]) from e
         if self.scheduler.state == STATE_PAUSED:
             self.scheduler.resume()
         self.scheduler.wakeup()

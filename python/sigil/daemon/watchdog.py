@@ -7,7 +7,10 @@ refused. Neither kills the process, so a supervisor would never notice. The watc
 * no run of a job ended for ``2 × interval`` → **re-arm** (wake the scheduler, re-add the jobs);
   a run still in flight within its timeout is not a stall (``asyncio.wait_for`` will end it);
 * still nothing one interval after re-arming → **fatal**: the daemon stops and exits non-zero, so the
-  supervisor (systemd ``Restart=always``) starts a fresh process, which resumes from the database.
+  supervisor (systemd ``Restart=always``) starts a fresh process, which resumes from the database;
+* a re-arm that fails because the database is unreachable (the job store lives there) is not a
+  stall of the scheduler: the daemon waits for the database, re-arming every check, and says so
+  (:attr:`Watchdog.database_down`, ``/health`` 503); the first completed pass ends the outage.
 
 Two layers. :class:`Watchdog` runs on the event loop and does the re-arming. :class:`LoopGuard` is a
 thread: when the loop itself is blocked (a hung synchronous call), no coroutine can run, not even the
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 # The status this module exits with when it gives up; defined with every other exit status.
 from sigil.errors import EXIT_STALLED as EXIT_STALLED
+from sigil.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,10 @@ class Watchdog:
         self._clock = clock
         self._stall = stall_intervals
         self.rearms = 0
+        #: True while re-arming fails because the database cannot be reached (the scheduler waits).
+        self.database_down = False
+        #: Re-arms that failed for that reason.
+        self.database_waits = 0
         self.fatal: str | None = None
         self._reported = False
 
@@ -104,6 +112,12 @@ class Watchdog:
             if state.since_rearm >= RECOVERED_AFTER:
                 state.rearmed_at = None
                 state.since_rearm = 0
+
+    def database_reached(self) -> None:
+        """A pass completed: the database answers (again)."""
+        if self.database_down:
+            log.warning("watchdog: the database answers again; passes go on")
+        self.database_down = False
 
     def reset(self) -> None:
         """Restarts every clock (after the scheduler has been (re)started)."""
@@ -163,6 +177,14 @@ class Watchdog:
             self.rearms += 1
             try:
                 self._rearm()
+            except DatabaseUnavailable as e:
+                # Not the scheduler's fault: wait for the database, re-arming on the next checks.
+                if not self.database_down:
+                    log.error("watchdog: the database is unreachable, passes wait for it: %s", e)
+                self.database_down = True
+                self.database_waits += 1
+                for state in self._jobs.values():
+                    state.rearmed_at = None
             except Exception as e:
                 # A re-arm that raises is a failed re-arm: the next check past one interval is fatal.
                 log.error("watchdog: re-arming the scheduler failed: %s", e)
