@@ -1,4 +1,5 @@
-"""``sigil probe [--config DIR] [--database-url URL] [--max-age SECONDS]``: the dead-man check.
+"""``sigil probe [--config DIR] [--database-url URL] [--max-age SECONDS] [--max-lag SECONDS]``: the
+dead-man check.
 
 Exit 0 when the newest scanner heartbeat is younger than max-age, 1 when it is older or there is
 none, 2 when it cannot tell (database unreachable, schema not migrated, bad config). Prints one line.
@@ -37,6 +38,13 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="stale when the last completed pass is older (default: daemon.heartbeat_max_age_s)",
     )
+    p.add_argument(
+        "--max-lag",
+        type=seconds,
+        metavar="SECONDS",
+        help="also stale when the newest decided candle closed more than this before the exchange's"
+        " clock at the last pass (a daemon that passes but falls behind)",
+    )
     p.add_argument("--instance", metavar="NAME", help="the daemon to probe (default: daemon.instance)")
     p.set_defaults(run=run)
 
@@ -49,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sigil probe: UNKNOWN: {e}", flush=True)
         return PROBE_UNKNOWN
     max_age = args.max_age if args.max_age is not None else config.settings.daemon.heartbeat_max_age_s
-    result = asyncio.run(probe(config, args.database_url, max_age, instance=args.instance))
+    result = asyncio.run(
+        probe(config, args.database_url, max_age, instance=args.instance, max_lag_s=args.max_lag)
+    )
     print(f"sigil probe: {result.line}", flush=True)
     return result.code

@@ -28,12 +28,30 @@ class ProbeResult:
     age_s: float | None = None
 
 
-def judge(finished_at: datetime | None, max_age_s: float, now: datetime, detail: str = "") -> ProbeResult:
-    """The verdict for a heartbeat that finished at ``finished_at`` (None: there is none)."""
+def judge(
+    finished_at: datetime | None,
+    max_age_s: float,
+    now: datetime,
+    detail: str = "",
+    *,
+    lag_s: float | None = None,
+    max_lag_s: float | None = None,
+) -> ProbeResult:
+    """The verdict for a heartbeat that finished at ``finished_at`` (None: there is none). With
+    ``max_lag_s``, also stale when the newest decided candle closed more than that before the
+    exchange's clock at that pass (``lag_s``; unknown lag counts as behind)."""
     if finished_at is None:
         return ProbeResult(PROBE_STALE, "STALE: no scanner pass has completed yet")
     age = (now - finished_at).total_seconds()
     extra = f" ({detail})" if detail else ""
+    if max_lag_s is not None and (lag_s is None or lag_s > max_lag_s):
+        behind = "an unknown time" if lag_s is None else f"{lag_s:.0f}s"
+        return ProbeResult(
+            PROBE_STALE,
+            f"STALE: the newest decided candle is {behind} behind the exchange's clock,"
+            f" max lag {max_lag_s:g}s{extra}",
+            age,
+        )
     if age > max_age_s:
         return ProbeResult(
             PROBE_STALE, f"STALE: last pass completed {age:.1f}s ago, max age {max_age_s:g}s{extra}", age
@@ -50,6 +68,7 @@ async def probe(
     *,
     timeout_s: float | None = None,
     instance: str | None = None,
+    max_lag_s: float | None = None,
 ) -> ProbeResult:
     """Reads the newest heartbeat of ``instance`` (default ``daemon.instance``: with several daemons
     on one database, each is probed on its own) and judges it; every failure to read becomes code 2,
@@ -73,8 +92,19 @@ async def probe(
         now = datetime.now(UTC)
         if hb is None:
             return judge(None, max_age_s, now)
-        detail = f"{hb.instance}: {hb.symbols_scanned} symbols, {hb.errors} errors, {hb.host} pid {hb.pid}"
-        return judge(hb.finished_at, max_age_s, now, detail)
+        detail = (
+            f"{hb.instance}: {hb.symbols_scanned} symbols, {hb.candles_decided} candles decided,"
+            f" {hb.errors} errors, {hb.host} pid {hb.pid}"
+        )
+        lag = hb.lag()
+        return judge(
+            hb.finished_at,
+            max_age_s,
+            now,
+            detail,
+            lag_s=None if lag is None else lag.total_seconds(),
+            max_lag_s=max_lag_s,
+        )
 
     try:
         return await asyncio.wait_for(read(), timeout=bound)

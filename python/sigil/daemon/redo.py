@@ -17,12 +17,15 @@ time of its record: the position is applied (or closed) from its row then.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from sigil._core import CloseIntent, ExitReason, OpenIntent
 from sigil.daemon.engine_state import EngineState
 from sigil.store import Position
 from sigil.times import to_ms
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,16 +77,28 @@ class Redo:
     def overdue(self, before: int) -> None:
         """Applies from their rows the database's effects older than ``before`` that the engine did
         not decide again (it decided differently): the database is the authority."""
-        for key, p in sorted(self.opens.items(), key=lambda kv: (kv[0][2], kv[0][1])):
-            if key[2] < before:
-                del self.opens[key]
-                self._apply_open(key[0], p)
-        for (v, _), p in sorted(self.closes.items(), key=lambda kv: (kv[1].closed_at, kv[1].id)):
-            if p.closed_at is not None and to_ms(p.closed_at) < before:
-                self._apply_close(v, p)
+        while True:
+            # In the database's order: the oldest effect first, a close before an open at one time.
+            due: list[tuple[int, int, str, int]] = [
+                (to_ms(p.closed_at), 0, sym, v)
+                for (v, sym), p in self.closes.items()
+                if p.closed_at is not None and to_ms(p.closed_at) < before
+            ] + [(t, 1, sym, v) for (v, sym, t) in self.opens if t < before]
+            if not due:
+                return
+            t, kind, sym, v = min(due)
+            if kind == 0:
+                self._apply_close(v, self.closes[(v, sym)])
+            else:
+                self._apply_open(v, self.opens.pop((v, sym, t)))
 
     def _apply_open(self, v: int, p: Position) -> None:
         sid = self.state.sid(p.symbol)
+        if self.state.engine.position(v, sid) is not None:
+            # The engine kept an older position of the pair open that the database closed: the
+            # database is the authority, close that one from its row first.
+            log.warning("redo: %s %s is still open in the engine at #%d's open", p.variant, p.symbol, p.id)
+            return
         self.state.engine.apply_open(
             v, sid, to_ms(p.opened_at), p.entry_price, p.qty, p.entry_fee, p.stake, p.stop_pct, _atr(p)
         )
