@@ -21,17 +21,7 @@ from sigil.research.replay import replay_series
 from sigil.store import PositionStore
 from sigil.times import iso_z
 from tests.daemon.test_e2e_replay import run_daemon
-from tests.support.daemon_stack import (
-    DaemonProcess,
-    book_problems,
-    config,
-    cut,
-    health_port,
-    heartbeats,
-    rows,
-    span,
-    wait_until,
-)
+from tests.support import daemon_stack as stack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -63,7 +53,7 @@ def replay_book(series: list[CandleSeries], cfg: Config) -> dict[tuple[str, str,
 def daemon_book(url: str) -> dict[tuple[str, str, str], tuple[Any, ...]]:
     """The same, from the database's closed positions (cancelled reservations are not trades)."""
     out = {}
-    for r in rows(
+    for r in stack.rows(
         url,
         "SELECT variant_id, symbol, opened_at, closed_at, exit_price, exit_reason, pnl, fees"
         " FROM micro_positions WHERE status = 'closed' AND exit_reason <> 'order_failed'",
@@ -90,9 +80,9 @@ def differences(got: dict[Any, Any], want: dict[Any, Any]) -> list[str]:
 
 
 async def test_kill_9_mid_pass_then_restart_equals_replay(tmp_path: Path, pg: Any) -> None:
-    series = cut(tmp_path / "data", SPEC)
-    first, end = span(series)
-    cfg = config("daemon.exit_pass=false")
+    series = stack.cut(tmp_path / "data", SPEC)
+    first, end = stack.span(series)
+    cfg = stack.config("daemon.exit_pass=false")
     url = await asyncio.to_thread(pg.create_database, migrated=True)
     sim = SimExchange(series, speed=SPEED, start_ms=first - int(LEAD_S * 1000 * SPEED))
     await sim.start(0)
@@ -100,24 +90,24 @@ async def test_kill_9_mid_pass_then_restart_equals_replay(tmp_path: Path, pg: An
     kills = 0
     try:
         for i in range(6):
-            d = DaemonProcess.spawn(tmp_path / f"d{i}.log", str(url), str(sim.url), *NO_EXIT_PASS)
+            d = stack.DaemonProcess.spawn(tmp_path / f"d{i}.log", str(url), str(sim.url), *NO_EXIT_PASS)
             if i == 0:
                 # The first run completes a pass before any candle closes: every candle is traded.
-                await wait_until(lambda: len(heartbeats(url)) > 0, timeout=LEAD_S)
+                await stack.wait_until(lambda: len(stack.heartbeats(url)) > 0, timeout=LEAD_S)
             else:
                 # A restart first catches up the backlog of candles in one long pass: kill it in there.
-                await wait_until(lambda d=d: "resuming after" in d.text(), timeout=30)
+                await stack.wait_until(lambda d=d: "resuming after" in d.text(), timeout=30)
             await asyncio.sleep(rng.uniform(0.3, 2.0))
             if d.proc.poll() is None:
                 d.kill9()
                 kills += 1
-            assert book_problems(url, cfg) == [], f"after kill {i}"
-        d = DaemonProcess.spawn(
+            assert stack.book_problems(url, cfg) == [], f"after kill {i}"
+        d = stack.DaemonProcess.spawn(
             tmp_path / "last.log", str(url), str(sim.url), *NO_EXIT_PASS, "--until", str(end)
         )
         code = await d.wait(300)
         assert code == 0, d.text()[-3000:]
-        assert kills >= 5 and len(heartbeats(url)) > 10
+        assert kills >= 5 and len(stack.heartbeats(url)) > 10
         logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
         assert "from after the resume point: re-applied" in logs, "no kill landed after a commit mid-pass"
         want = replay_book(series, cfg)
@@ -126,11 +116,11 @@ async def test_kill_9_mid_pass_then_restart_equals_replay(tmp_path: Path, pg: An
         diff = differences(got, want)
         assert diff == [], f"{len(diff)} differences of {len(want)} trades:\n" + "\n".join(diff[:25])
         result = replay_series(series, cfg)
-        balances = {r["variant_id"]: r["balance"] for r in rows(url, "SELECT * FROM variant_accounts")}
+        balances = {r["variant_id"]: r["balance"] for r in stack.rows(url, "SELECT * FROM variant_accounts")}
         assert balances == {n: m.balance for n, m in result.metrics.items()}
         open_now = {
             (r["variant_id"], r["symbol"], iso_z(int(r["opened_at"].timestamp()) * 1000))
-            for r in rows(url, "SELECT * FROM micro_positions WHERE status = 'open'")
+            for r in stack.rows(url, "SELECT * FROM micro_positions WHERE status = 'open'")
         }
         assert open_now == {(p.variant, p.symbol, iso_z(p.entry_time)) for p in result.open_positions}
     finally:
@@ -143,9 +133,9 @@ async def test_passes_failed_half_way_are_decided_again_as_replay(
 ) -> None:
     """Writes that fail in the middle of passes — before their commit, and after it (the database
     then holds what the engine never learnt) — end in replay's book all the same."""
-    series = cut(tmp_path / "data", {"DOGE": (0, 1300), "PEPE": (150, 1300), "WIF": (0, 1000)})
-    first, end = span(series)
-    cfg = config()
+    series = stack.cut(tmp_path / "data", {"DOGE": (0, 1300), "PEPE": (150, 1300), "WIF": (0, 1000)})
+    first, end = stack.span(series)
+    cfg = stack.config()
     url = await asyncio.to_thread(pg.create_database, migrated=True)
     sim = SimExchange(series, speed=0, start_ms=first)
     await sim.start(0)
@@ -185,9 +175,9 @@ async def test_passes_failed_half_way_are_decided_again_as_replay(
         assert len(want) > 30
         assert diff == [], f"{len(diff)} differences of {len(want)} trades:\n" + "\n".join(diff[:25])
         result = replay_series(series, cfg)
-        balances = {r["variant_id"]: r["balance"] for r in rows(url, "SELECT * FROM variant_accounts")}
+        balances = {r["variant_id"]: r["balance"] for r in stack.rows(url, "SELECT * FROM variant_accounts")}
         assert balances == {n: m.balance for n, m in result.metrics.items()}
-        assert book_problems(url, cfg) == []
+        assert stack.book_problems(url, cfg) == []
     finally:
         await asyncio.to_thread(pg.drop_database, url)
 
@@ -196,19 +186,21 @@ async def test_a_database_outage_is_outlived_and_the_book_equals_replay(tmp_path
     """The database stopped for a while under a running daemon: the process lives on, /health says
     503 while it cannot reach the database, passes complete again soon after it is back, and the book
     at the end of the data is replay's."""
-    series = cut(tmp_path / "data", {s: (0, 1500) for s in ("BTC", "DOGE", "PEPE", "SUI")})
-    first, end = span(series)
-    cfg = config("daemon.exit_pass=false")
+    series = stack.cut(tmp_path / "data", {s: (0, 1500) for s in ("BTC", "DOGE", "PEPE", "SUI")})
+    first, end = stack.span(series)
+    cfg = stack.config("daemon.exit_pass=false")
     url = await asyncio.to_thread(pg.create_database, migrated=True)
     speed = 120_000.0
     sim = SimExchange(series, speed=speed, start_ms=first - int(LEAD_S * 1000 * speed))
     await sim.start(0)
     try:
-        d = DaemonProcess.spawn(
+        d = stack.DaemonProcess.spawn(
             tmp_path / "d.log", str(url), str(sim.url), *NO_EXIT_PASS, "--until", str(end)
         )
-        await wait_until(lambda: len(heartbeats(url)) >= 3 and health_port(d.text()) is not None, timeout=30)
-        port = health_port(d.text())
+        await stack.wait_until(
+            lambda: len(stack.heartbeats(url)) >= 3 and stack.health_port(d.text()) is not None, timeout=30
+        )
+        port = stack.health_port(d.text())
         statuses: list[tuple[int, str]] = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
             with pg.outage(url):
@@ -219,8 +211,8 @@ async def test_a_database_outage_is_outlived_and_the_book_equals_replay(tmp_path
                     await asyncio.sleep(0.5)
                 assert d.proc.poll() is None, "the daemon must outlive its database"
             back = time.monotonic()
-            n = len(heartbeats(url))
-            await wait_until(lambda: len(heartbeats(url)) > n, timeout=30)
+            n = len(stack.heartbeats(url))
+            await stack.wait_until(lambda: len(stack.heartbeats(url)) > n, timeout=30)
             recovered_s = time.monotonic() - back
         assert (503, "database_unavailable") in statuses, statuses
         code = await d.wait(300)
@@ -228,7 +220,7 @@ async def test_a_database_outage_is_outlived_and_the_book_equals_replay(tmp_path
         assert "the database answers again" in d.text()
         diff = differences(daemon_book(url), replay_book(series, cfg))
         assert diff == [], "\n".join(diff[:25])
-        assert book_problems(url, cfg) == []
+        assert stack.book_problems(url, cfg) == []
         print(f"passes complete again {recovered_s:.2f}s after the database is back")
         assert recovered_s < 10
     finally:
