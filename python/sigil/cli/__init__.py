@@ -21,6 +21,7 @@ from sigil.errors import SigilError, exit_status
 #: Only the module of the command being run is imported, so ``sigil probe`` does not load ccxt or numpy.
 COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("replay", "replay candle files through the variants"),
+    "download": ("download", "download candle history from the exchange into freqtrade-format files"),
     "migrate": ("migrate", "create or update the database schema (idempotent)"),
     "status": ("status", "open positions, cooldowns, balances and the last heartbeat"),
     "exchange-sim": ("exchange_sim", "serve candle files as a Binance-compatible exchange on 127.0.0.1"),
