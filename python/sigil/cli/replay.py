@@ -1,4 +1,5 @@
-"""``sigil replay --data PATH... [--config DIR] [--variant FILE] [--json OUT] [--plot OUT.png]``."""
+"""``sigil replay --data PATH... [--config DIR] [--variant FILE] [--json OUT] [--plot OUT.png]
+[--metrics full]``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from sigil.config import load_config
 from sigil.data.candles import load_universe
+from sigil.report.performance_table import add_metrics_argument, figures_text
 from sigil.report.table import variant_table
 from sigil.research.replay import replay_series
 from sigil.times import iso_z
@@ -36,6 +38,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--json", metavar="OUT", help="write metrics, every trade and open positions as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="draw equity curves and exit reasons")
+    add_metrics_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         f"{iso_z(first)[:10]} → {iso_z(last)[:10]}, {len(result.variants)} variants"
     )
     print(variant_table(result.metrics))
+    print()
+    print(figures_text(result.performance, result.metrics, args.metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
         print(f"wrote {args.json}: {len(result.trades)} trades, {len(result.open_positions)} open positions")

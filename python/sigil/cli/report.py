@@ -1,7 +1,9 @@
-"""``sigil report [--config DIR] [--database-url URL] [--plot OUT.png] [--json OUT]``: what the daemon did.
+"""``sigil report [--config DIR] [--database-url URL] [--plot OUT.png] [--json OUT] [--metrics full]``:
+what the daemon did.
 
 The variant table in the same shape as ``sigil replay``'s, built from the database (closed and open
-positions, accounts), and optionally the equity curves. Exit 0; 1 when the database cannot be reached,
+positions, accounts), the same figures under it (compact, or all with ``--metrics full``), and
+optionally the equity curves. Exit 0; 1 when the database cannot be reached,
 2 when it is not migrated (or bad input).
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 from sigil.cli.database import add_database_args, with_database
 from sigil.config import Config
 from sigil.report.book import Book, load_book
+from sigil.report.performance_table import add_metrics_argument, figures_text
 from sigil.report.table import variant_table
 from sigil.store import Database, require_current
 
@@ -29,6 +32,7 @@ def add_parser(sub: Any) -> None:
     add_database_args(p)
     p.add_argument("--plot", metavar="OUT.png", help="draw equity curves and P&L by exit reason")
     p.add_argument("--json", metavar="OUT", help="write metrics, every trade and open positions as JSON")
+    add_metrics_argument(p)
     p.set_defaults(run=run)
 
 
@@ -45,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     book = with_database(args, body)
     print(book.headline())
     print(variant_table(book.metrics))
+    print()
+    print(figures_text(book.performance, book.metrics, args.metrics))
     if book.skips:
         print("skipped signals: " + ", ".join(f"{r} {n}" for r, n in sorted(book.skips.items())))
     if args.json:

@@ -1,11 +1,12 @@
 """The daemon's book, read back from the database for ``sigil report``: per-variant metrics in the
 shape of replay's (so :func:`sigil.report.table.variant_table` renders both), trades, open positions,
-and equity curves."""
+equity curves, and the figures of :mod:`sigil.report.performance` (the same code as replay's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy.typing as npt
 
 from sigil.config import Config
 from sigil.report.metrics import EXIT_REASONS, SKIP_REASONS, TradeTally, tally
+from sigil.report.performance import ClosedTrades, Performance, performance
 from sigil.store import AccountStore, Database, EventStore, Position, PositionStore
 from sigil.times import to_ms
 
@@ -72,6 +74,8 @@ class Book:
     open_positions: list[Position]
     skips: dict[str, int]
     database: str
+    #: Market time of the last completed pass (the accounts' ``equity_at``): where the book ends.
+    marked_at: datetime | None = None
 
     def headline(self) -> str:
         """One line: where from, how many trades, over which market period."""
@@ -87,7 +91,9 @@ class Book:
     def to_json(self) -> dict[str, Any]:
         """The same top-level shape as ``sigil replay --json``."""
         return {
-            "variants": {n: m.to_json() for n, m in self.metrics.items()},
+            "variants": {
+                n: {**m.to_json(), **self.performance[n].to_json()} for n, m in self.metrics.items()
+            },
             "trades": [_trade_json(p) for p in self.trades],
             "open_positions": [_trade_json(p) for p in self.open_positions],
             "skips": self.skips,
@@ -95,7 +101,8 @@ class Book:
 
     def equity_curves(self) -> tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[np.float64]]]:
         """Per variant: starting balance plus realised P&L at each open and close (open positions at
-        cost), ending at the equity last marked to market. Times in ms, one axis for all variants."""
+        cost), ending at the equity last marked to market, at the last pass (or the last open or
+        close, when later). Times in ms, one axis for all variants."""
         events: list[tuple[int, str, float]] = []
         for p in self.trades:
             if p.closed_at is not None and p.pnl is not None:
@@ -107,7 +114,7 @@ class Book:
         if not times:
             return np.zeros(0, dtype=np.int64), {n: np.zeros(0) for n in self.metrics}
         index = {t: i for i, t in enumerate(times)}
-        last = times[-1]
+        last = max(times[-1], to_ms(self.marked_at)) if self.marked_at is not None else times[-1]
         axis = np.asarray([*times, last], dtype=np.int64)
         curves: dict[str, npt.NDArray[np.float64]] = {}
         for name, m in self.metrics.items():
@@ -118,6 +125,35 @@ class Book:
             curve = m.starting_balance + np.cumsum(step)
             curves[name] = np.append(curve, m.equity)
         return axis, curves
+
+    @cached_property
+    def performance(self) -> dict[str, Performance]:
+        """Per variant, the figures of :mod:`sigil.report.performance` over :meth:`equity_curves`
+        (so over the span from the first open to the last pass); trades in closing order."""
+        axis, curves = self.equity_curves()
+        symbols = sorted({p.symbol for p in self.trades})
+        sid = {s: k for k, s in enumerate(symbols)}
+        out: dict[str, Performance] = {}
+        for name, m in self.metrics.items():
+            mine = sorted(
+                (p for p in self.trades if p.variant == name and p.closed_at is not None),
+                key=lambda p: (p.closed_at, p.id),
+            )
+            trades = ClosedTrades.from_columns(
+                symbols,
+                {
+                    "symbol": [sid[p.symbol] for p in mine],
+                    "entry_time": [to_ms(p.opened_at) for p in mine],
+                    "exit_time": [to_ms(p.closed_at) for p in mine if p.closed_at is not None],
+                    "pnl": [p.pnl or 0.0 for p in mine],
+                    "fees": [p.fees or 0.0 for p in mine],
+                    "stake": [p.stake for p in mine],
+                    "stop_pct": [p.stop_pct for p in mine],
+                },
+            )
+            still_open = [to_ms(p.opened_at) for p in self.open_positions if p.variant == name]
+            out[name] = performance(m.starting_balance, axis, curves[name], trades, still_open)
+        return out
 
 
 async def load_book(db: Database, config: Config) -> Book:
@@ -159,4 +195,5 @@ async def load_book(db: Database, config: Config) -> Book:
         )
     counts = await EventStore(db).counts()
     skips = {r: counts.get(("skip", r), 0) for r in SKIP_REASONS if counts.get(("skip", r), 0)}
-    return Book(metrics, trades, open_now, skips, db.describe())
+    marks = [a.equity_at for a in accounts.values() if a.equity_at is not None]
+    return Book(metrics, trades, open_now, skips, db.describe(), max(marks, default=None))

@@ -80,17 +80,17 @@ def tally(
             hit = rk == code[x] if x in code else np.zeros(rk.shape, dtype=bool)
             n = int(hit.sum())
             if n or x in EXIT_REASONS:
-                by_reason[x] = (n, _sequential_sum(pk[hit]))
+                by_reason[x] = (n, sequential_sum(pk[hit]))
         out[name] = TradeTally(
             closed_trades=int(pk.size),
             wins=int((pk > 0).sum()),
-            net_pnl=_sequential_sum(pk),
-            fees=_sequential_sum(f[mine]),
+            net_pnl=sequential_sum(pk),
+            fees=sequential_sum(f[mine]),
             by_reason=by_reason,
         )
     return out
 
 
-def _sequential_sum(a: npt.NDArray[np.float64]) -> float:
+def sequential_sum(a: npt.NDArray[np.float64]) -> float:
     """((a0 + a1) + a2) + …: numpy's ``sum`` adds pairwise, which differs in the last bits."""
     return float(np.cumsum(a)[-1]) if a.size else 0.0

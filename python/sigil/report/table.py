@@ -6,7 +6,7 @@ analysis read side by side.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 
@@ -83,11 +83,17 @@ def variant_table(metrics: Mapping[str, Row]) -> str:
         )
         for name, m in metrics.items()
     ]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return aligned(head, rows)
+
+
+def aligned(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A header, a rule and the rows as text: the first column left-aligned, the others right."""
+    table = [tuple(head), *(tuple(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
 
     def line(r: tuple[str, ...]) -> str:
         return "  ".join(
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
+        ).rstrip()
 
-    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+    return "\n".join([line(table[0]), "  ".join("-" * w for w in widths), *(line(r) for r in table[1:])])

@@ -15,6 +15,7 @@ from sigil import _core
 from sigil.config import Config, load_config
 from sigil.data.candles import CandleSeries, load_universe
 from sigil.report.metrics import SKIP_REASONS, TradeTally, tally
+from sigil.report.performance import ClosedTrades, Performance, max_drawdown, performance
 from sigil.times import iso_z
 
 
@@ -137,10 +138,29 @@ class ReplayResult:
             )
         ]  # fmt: skip
 
+    @cached_property
+    def performance(self) -> dict[str, Performance]:
+        """Per variant, the figures of :mod:`sigil.report.performance` (computed on first use: they
+        need pandas and scipy, which a caller of the balances alone does not)."""
+        t, o = self.trade_columns, self.open_columns
+        out: dict[str, Performance] = {}
+        for k, name in enumerate(self.variants):
+            mine = np.asarray(t["variant"]) == k
+            out[name] = performance(
+                self.metrics[name].starting_balance,
+                self.equity_time,
+                self.equity[name],
+                ClosedTrades.from_columns(self.symbols, {c: np.asarray(t[c])[mine] for c in _TRADE_FIGURES}),
+                np.asarray(o["entry_time"])[np.asarray(o["variant"]) == k],
+            )
+        return out
+
     def to_json(self) -> dict[str, Any]:
-        """The document ``sigil replay --json`` writes."""
+        """The document ``sigil replay --json`` writes: each variant's metrics and its figures."""
         return {
-            "variants": {name: m.to_json() for name, m in self.metrics.items()},
+            "variants": {
+                name: {**m.to_json(), **self.performance[name].to_json()} for name, m in self.metrics.items()
+            },
             "trades": [t.to_json() for t in self.trades],
             "open_positions": [p.to_json() for p in self.open_positions],
             "candles": self.candles,
@@ -148,11 +168,8 @@ class ReplayResult:
         }
 
 
-def _max_drawdown(curve: npt.NDArray[np.float64]) -> float:
-    if curve.size == 0:
-        return 0.0
-    peak = np.maximum.accumulate(curve)
-    return float(np.max((peak - curve) / peak)) if np.all(peak > 0) else 0.0
+#: The trade columns :class:`~sigil.report.performance.ClosedTrades` reads.
+_TRADE_FIGURES = ("symbol", "entry_time", "exit_time", "pnl", "fees", "stake", "stop_pct")
 
 
 def _lists(columns: dict[str, Any]) -> dict[str, list[Any]]:
@@ -179,7 +196,7 @@ def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
             starting_balance=config.variant(name).starting_balance,
             balance=float(raw["balances"][k]),
             equity=float(curve[-1]) if curve.size else float(raw["balances"][k]),
-            max_drawdown=_max_drawdown(curve),
+            max_drawdown=max_drawdown(curve),
         )
     return ReplayResult(
         variants=tuple(names),
