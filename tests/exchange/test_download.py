@@ -307,3 +307,16 @@ async def test_download_then_replay_prints_the_table_of_the_source_files(
     code_b, got, err_b = await sigil("replay", "--data", str(tmp_path), "--quiet")
     assert code_a == code_b == 0, (err_a, err_b)
     assert got == want
+
+
+async def test_universe_downloads_the_scanners_universe(start_sim, bundled_series, tmp_path, capsys) -> None:
+    series = by_symbol(bundled_series, "TST", "NFP")
+    # The simulator lists a symbol as trading until its file's last candle closes.
+    sim = await start_sim(series, start_ms=end_of(series) - HOUR)
+    argv = ["download", "--data", str(tmp_path), "--universe", "--timeframe", "1h", "--days", "3"]
+    code = await asyncio.to_thread(main, [*argv, "--exchange-url", sim.url, "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Downloaded 2 of 2 pairs: 144 new candles, 0 gap(s), 0 bad candle(s)" in out
+    for s in series:
+        same_candles(tmp_path / file_name(s.symbol, "1h"), s, len(s) - 73, len(s) - 1)
