@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from sigil.store import Database
 from tests.support.data import BUNDLED, SHARED_DATA
 from tests.support.pg import PgServer
 
@@ -57,3 +58,13 @@ def empty_db_url(pg: PgServer) -> Iterator[str]:
     """A fresh, empty database (no schema)."""
     with pg.database(migrated=False) as url:
         yield url
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """An open pool on ``db_url``."""
+    database = await Database.open(db_url, min_size=1, max_size=4)
+    try:
+        yield database
+    finally:
+        await database.close()

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from sigil.store import Database
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    """An open pool on ``db_url``."""
-    database = await Database.open(db_url, min_size=1, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

@@ -165,7 +165,7 @@ async def test_variant_id_step_on_populated_database_with_duplicates(empty_db: D
                 status,
                 T0 + timedelta(hours=hours),
             )
-    assert [m.version for m in await migrate(empty_db)] == [3, 4, 5, 6]
+    assert [m.version for m in await migrate(empty_db)] == [m.version for m in load_migrations()][2:]
     async with empty_db.connection("check") as conn:
         got = await conn.fetch(
             "SELECT id, variant_id, symbol, status, opened_at, exit_reason FROM micro_positions ORDER BY id"

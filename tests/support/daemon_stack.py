@@ -160,6 +160,16 @@ def health_port(text: str) -> int | None:
     return int(m[1]) if m else None
 
 
+def logged_at(text: str, needle: str) -> float | None:
+    """Wall time of the first line of a daemon's log (``2026-01-02 03:04:05,678 …``) containing
+    ``needle``; None when there is none."""
+    for line in text.splitlines():
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", line)
+        if m is not None and needle in line:
+            return time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) + int(m[2]) / 1000
+    return None
+
+
 # -- the database's invariants ---------------------------------------------------------------------------
 
 
