@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sigil._core import STOP_CAP_PCT, STOP_FLOOR_PCT
+from sigil.daemon.share import parse_shard
 from sigil.errors import ConfigError
 
 
@@ -135,6 +136,24 @@ class DaemonConfig(_Strict):
     #: A symbol whose candles fail to arrive holds the pass's decisions back (so they stay in replay's
     #: order) for at most this many passes in a row; then the pass goes on without it.
     hold_back_passes: int = Field(3, ge=0)
+    #: This instance's share of the work (see :mod:`sigil.daemon.share`): the variants it trades
+    #: (None = every configured variant) on the symbols of its shard ``"i/N"`` (CRC-32 of the symbol
+    #: mod N == i). Instances whose shares overlap are refused at start-up.
+    variants: list[str] | None = Field(None, min_length=1)
+    shard: str = "0/1"
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str) -> str:
+        parse_shard(value)
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"a variant is listed twice: {value}")
+        return value
 
 
 class SigilConfig(_Strict):
@@ -145,6 +164,15 @@ class SigilConfig(_Strict):
     exchange: ExchangeConfig = ExchangeConfig()
     database: DatabaseConfig = DatabaseConfig()
     daemon: DaemonConfig = DaemonConfig()
+
+    @model_validator(mode="after")
+    def _share_known(self) -> Self:
+        unknown = [n for n in self.daemon.variants or () if n not in self.variants]
+        if unknown:
+            raise ValueError(
+                f"daemon.variants: unknown variant {unknown[0]!r} (configured: {', '.join(self.variants)})"
+            )
+        return self
 
 
 class Config(BaseModel):
@@ -189,8 +217,7 @@ def apply_overrides(config: Config, items: list[str]) -> Config:
     try:
         settings = SigilConfig.model_validate(data)
     except ValidationError as e:
-        msg = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"--set: {msg}") from None
+        raise ConfigError(f"--set: {_problems(e)}") from None
     return config.model_copy(update={"settings": settings})
 
 
@@ -217,15 +244,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _explain(path: Path, e: ValidationError) -> ConfigError:
+def _problems(e: ValidationError) -> str:
     parts = []
     for err in e.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "(file)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        parts.append(f"{where}: {msg}")
-    return ConfigError(f"{path}: " + "; ".join(parts))
+        # A check of the whole file names its keys in the message itself.
+        parts.append(f"{'.'.join(str(x) for x in err['loc'])}: {msg}" if err["loc"] else msg)
+    return "; ".join(parts)
+
+
+def _explain(path: Path, e: ValidationError) -> ConfigError:
+    return ConfigError(f"{path}: {_problems(e)}")
 
 
 def load_variant(path: Path, defaults: Posture, known: dict[str, Variant] | None = None) -> Variant:

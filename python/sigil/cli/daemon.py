@@ -59,6 +59,12 @@ def add_parser(sub: Any) -> None:
         "SIGIL_API_SECRET (never from a file or the command line); without it, every fill is on paper",
     )
     p.add_argument(
+        "--standby",
+        action="store_true",
+        help="when another process holds this daemon.instance, wait for it and take over the moment it "
+        "is gone (a hot standby) instead of exiting with status 4",
+    )
+    p.add_argument(
         "--health-port", type=port, metavar="N", help="port of /health and /metrics (0 = any free)"
     )
     p.add_argument(
@@ -165,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 on_pass=progress,
                 health_port=args.health_port if args.health_port is not None else -1,
                 live=args.live,
+                standby=args.standby,
             )
         )
     finally:

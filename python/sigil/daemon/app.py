@@ -396,6 +396,7 @@ async def serve(
     health_port: int | None = -1,
     handle_signals: bool = True,
     live: bool = False,
+    standby: bool = False,
 ) -> int:
     """``sigil daemon``: builds the exchange client and asks the exchange for its clock, then opens
     the database, runs the scanner under a :class:`Daemon` until it stops, and closes everything in
@@ -404,11 +405,18 @@ async def serve(
     ``live`` sends real orders with the API keys from the environment (``--live``); it raises
     :class:`~sigil.errors.LiveKeysMissing` before anything starts when a key is missing.
 
+    One process per instance: the instance's lease is taken before anything is written; held by
+    another process (or a share that overlaps a live instance's), :class:`~sigil.errors.InstanceHeld`
+    (exit 4), unless ``standby`` (``--standby``): then it waits for the lease. A lease lost to
+    another process stops the daemon with exit 1 (see :mod:`sigil.daemon.lease`).
+
     Raises :class:`~sigil.errors.DatabaseUnavailable`, :class:`~sigil.errors.SchemaNotReady` or
     :class:`~sigil.errors.ExchangeUnavailable` when start-up cannot complete; an exchange that
     cannot be reached raises before anything is written to the database.
     """
+    from sigil.daemon.lease import InstanceLease
     from sigil.daemon.scanner import Scanner
+    from sigil.errors import EXIT_UNAVAILABLE
     from sigil.exchange.ccxt_client import ExchangeClient
     from sigil.exchange.settings import resolve_exchange
     from sigil.store import open_database
@@ -422,21 +430,25 @@ async def serve(
         # database is even opened, so no account, event, job row or heartbeat is written.
         await _reach_exchange(client)
         db = await open_database(database_url, settings.database)
+        lease = InstanceLease.of(db, config)
         try:
+            # Before anything is written: held elsewhere is InstanceHeld (exit 4); --standby waits.
+            await lease.take(standby=standby)
             scanner = Scanner(config, db, client, metrics=metrics, until_ms=until_ms, on_pass=on_pass)
             await scanner.start()
             try:
                 daemon = Daemon(
                     settings.daemon,
-                    scanner,
+                    lease.guard(scanner),
                     database_url=db.url,
                     metrics=metrics,
                     notifier=SystemdNotifier.from_env(),
                     limits=limits,
                     health_port=health_port,
                     handle_signals=handle_signals,
-                    extra_health=lambda: scanner.describe(),
+                    extra_health=lambda: {**scanner.describe(), "lease": lease.describe()},
                 )
+                lease.on_lost(lambda why: daemon.request_stop(why, EXIT_UNAVAILABLE))
                 log.info(
                     "database: %s; exchange: %r; %s",
                     db.describe(),
@@ -447,6 +459,7 @@ async def serve(
             finally:
                 await scanner.close()
         finally:
+            await lease.release()
             await db.close()
     finally:
         await client.close()

@@ -41,6 +41,7 @@ from sigil.daemon.metrics import DaemonMetrics
 from sigil.daemon.passes import BREAKOUT, EXIT, PassReport, VariantState
 from sigil.daemon.recovery import Recovery
 from sigil.daemon.scheduler import JobSpec
+from sigil.daemon.share import Share
 from sigil.errors import ExchangeRejected, ExchangeUnavailable, PositionNotOpen
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.universe import Universe
@@ -54,6 +55,7 @@ from sigil.store import (
     PositionStore,
     require_current,
 )
+from sigil.store.instances import SharePositions
 from sigil.times import from_ms, iso
 
 log = logging.getLogger(__name__)
@@ -83,10 +85,12 @@ class Scanner:
         self.db = db
         self.client = client
         self.metrics = metrics or DaemonMetrics()
-        self.universe = universe or Universe(client)
+        #: This instance's share: its variants only, on its shard's symbols only (daemon.variants/shard).
+        self.share = Share.of_config(config)
+        self.universe = universe or Universe(client, keep=self.share.owns_symbol)
         self.until_ms = until_ms
         self.on_pass = on_pass
-        self.variant_configs: tuple[Variant, ...] = config.variants
+        self.variant_configs: tuple[Variant, ...] = self.share.pick(config.variants)
         self.names = [v.name for v in self.variant_configs]
         self.tf_ms = client.timeframe_ms
         self.accounts = AccountStore(db)
@@ -95,7 +99,7 @@ class Scanner:
         self.state = EngineState([v.engine_params() for v in self.variant_configs], self.names, self.tf_ms)
         # The mirror keeps the database's guard in the engine's own guard table.
         self.mirror = GuardMirror(db, self.names, target=self.state)
-        self.positions = PositionStore(db, mirror=self.mirror)
+        self.positions: PositionStore = SharePositions(db, self.share.owns, mirror=self.mirror)
         self.feed = CandleFeed(
             client, keep=client.config.history_candles, hold_back_passes=self.settings.hold_back_passes
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,8 @@ EXCLUDED_NO_VOLUME = "no_volume"
 EXCLUDED_VOLUME_LOW = "volume_low"
 EXCLUDED_VOLUME_HIGH = "volume_high"
 EXCLUDED_MAX_SYMBOLS = "max_symbols"
+#: Chosen, but another daemon instance's shard (``daemon.shard``, see :mod:`sigil.daemon.share`).
+EXCLUDED_SHARD = "shard"
 
 
 def is_leveraged(base: str, listed_bases: Iterable[str], suffixes: Iterable[str]) -> bool:
@@ -76,8 +78,13 @@ def select(
     tickers: Mapping[str, Mapping[str, Any]],
     config: ExchangeConfig,
     server_time: int = 0,
+    keep: Callable[[str], bool] | None = None,
 ) -> UniverseSelection:
-    """The universe rules applied to ccxt markets and tickers (pure; :class:`Universe` fetches them)."""
+    """The universe rules applied to ccxt markets and tickers (pure; :class:`Universe` fetches them).
+
+    ``keep`` (an instance's shard) is applied last, to the ``max_symbols`` chosen, so that the shards
+    of one universe add up to it.
+    """
     bases = {str(m.get("base")) for m in markets.values()}
     stable = {s.upper() for s in config.stablecoins}
     excluded: dict[str, str] = {}
@@ -111,6 +118,9 @@ def select(
     for _, symbol in ranked[config.max_symbols :]:
         excluded[symbol] = EXCLUDED_MAX_SYMBOLS
     chosen = ranked[: config.max_symbols]
+    if keep is not None:
+        excluded.update((s, EXCLUDED_SHARD) for _, s in chosen if not keep(s))
+        chosen = [(v, s) for v, s in chosen if keep(s)]
     return UniverseSelection(
         symbols=tuple(s for _, s in chosen),
         excluded=excluded,
@@ -122,9 +132,16 @@ def select(
 class Universe:
     """The current universe of one exchange client, refreshed on its own interval."""
 
-    def __init__(self, client: ExchangeClient, config: ExchangeConfig | None = None) -> None:
+    def __init__(
+        self,
+        client: ExchangeClient,
+        config: ExchangeConfig | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> None:
         self.client = client
         self.config = config or client.config
+        #: Only the symbols this is true of are watched (an instance's shard); None = all.
+        self.keep = keep
         self._selection: UniverseSelection | None = None
 
     @property
@@ -149,7 +166,7 @@ class Universe:
         now = await self.client.server_time()
         markets = await self.client.load_markets(reload=True)
         tickers = await self.client.fetch_tickers()
-        sel = select(markets, tickers, self.config, now)
+        sel = select(markets, tickers, self.config, now, self.keep)
         old = set(self.symbols)
         new = set(sel.symbols)
         for gone in sorted(old - new):
