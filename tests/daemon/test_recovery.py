@@ -5,7 +5,10 @@ the same trades, the same P&L to the bit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -224,5 +227,71 @@ async def test_a_database_outage_is_outlived_and_the_book_equals_replay(tmp_path
         print(f"passes complete again {recovered_s:.2f}s after the database is back")
         assert recovered_s < 10
     finally:
+        await sim.stop()
+        await asyncio.to_thread(pg.drop_database, url)
+
+
+def _server_processes(pg: Any) -> list[int]:
+    """The embedded server's postmaster and its children (every backend)."""
+    postmaster = int((Path(pg._embedded.pgdata) / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+async def test_a_hung_database_neither_freezes_the_daemon_nor_ends_it(tmp_path: Path, pg: Any) -> None:
+    """PostgreSQL frozen with SIGSTOP (it accepts nothing and answers nothing, honours no timeout of
+    its own): /health keeps answering, the process lives, and passes complete again once it thaws."""
+    if not pg.embedded:
+        pytest.skip("freezing the server needs the embedded one")  # an external server is not ours to stop
+    series = stack.cut(tmp_path / "data", {s: (0, 1500) for s in ("BTC", "DOGE", "PEPE", "SUI")})
+    first, _ = stack.span(series)
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    speed = 120_000.0
+    sim = SimExchange(series, speed=speed, start_ms=first - int(LEAD_S * 1000 * speed))
+    await sim.start(0)
+    pids: list[int] = []
+    try:
+        d = stack.DaemonProcess.spawn(tmp_path / "d.log", str(url), str(sim.url), *NO_EXIT_PASS)
+        await stack.wait_until(
+            lambda: len(stack.heartbeats(url)) >= 3 and stack.health_port(d.text()) is not None, timeout=30
+        )
+        port = stack.health_port(d.text())
+        answers: list[tuple[int, float]] = []
+        pids = _server_processes(pg)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    t0 = time.monotonic()
+                    async with http.get(f"http://127.0.0.1:{port}/health") as r:
+                        await r.json()
+                        answers.append((r.status, time.monotonic() - t0))
+                    await asyncio.sleep(0.5)
+                assert d.proc.poll() is None, "a hung database must not end the daemon"
+            finally:
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+            thawed = time.monotonic()
+            n = len(stack.heartbeats(url))
+            await stack.wait_until(lambda: len(stack.heartbeats(url)) > n, timeout=60)
+            recovered_s = time.monotonic() - thawed
+        assert len(answers) >= 3, answers
+        print(f"/health during the hang: {answers}; passes again {recovered_s:.2f}s after the thaw")
+        d.terminate()
+        assert await d.wait(60) == 0, d.text()[-3000:]
+        assert stack.book_problems(url, stack.config()) == []
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         await sim.stop()
         await asyncio.to_thread(pg.drop_database, url)

@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -52,6 +53,8 @@ from sigil.store.jobs import JOB_TABLE, create_job_table
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: ``daemon.instance`` when the config does not name one.
 DEFAULT_INSTANCE: str = DaemonConfig.model_fields["instance"].default
 #: The job function, by reference: what the job store pickles instead of an object.
@@ -60,6 +63,9 @@ JOB_FUNC = "sigil.daemon.scheduler:run_pass"
 JOBSTORE_STATEMENT_TIMEOUT_MS = 5000
 #: ... and a connection attempt at most this long.
 JOBSTORE_CONNECT_TIMEOUT_S = 5
+#: A job-store call waits at most this long on the client side: a server frozen (SIGSTOP, a hung
+#: host) honours no statement timeout, and the call runs on the event loop.
+JOBSTORE_CALL_TIMEOUT_S = 3.0
 
 _STATES = {STATE_RUNNING: "running", STATE_PAUSED: "paused", STATE_STOPPED: "stopped"}
 
@@ -126,30 +132,73 @@ class InstanceJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
 
     def lookup_job(self, job_id: str) -> Any:
         """The job of this instance called ``job_id`` (None for another instance's)."""
-        return super().lookup_job(job_id) if job_id.startswith(self.prefix) else None
+        if not job_id.startswith(self.prefix):
+            return None
+        return _bounded("lookup_job", SQLAlchemyJobStore.lookup_job, self, job_id)
 
     def get_next_run_time(self) -> datetime | None:
         """The earliest next run time among this instance's jobs."""
         t = self.jobs_t.c.next_run_time
         query = select(t).where(t != null(), self._mine).order_by(t).limit(1)
-        with self.engine.begin() as connection:
-            result: datetime | None = utc_timestamp_to_datetime(connection.execute(query).scalar())
-            return result
+
+        def read() -> datetime | None:
+            with self.engine.begin() as connection:
+                result: datetime | None = utc_timestamp_to_datetime(connection.execute(query).scalar())
+                return result
+
+        return _bounded("get_next_run_time", read)
 
     def add_job(self, job: Any) -> None:
         """Stores ``job``; its id must carry this instance's prefix."""
         if not str(job.id).startswith(self.prefix):
             raise ValueError(f"job {job.id!r} is not of instance {self.instance!r} ({self.prefix}…)")
-        super().add_job(job)
+        _bounded("add_job", SQLAlchemyJobStore.add_job, self, job)
+
+    def update_job(self, job: Any) -> None:
+        """Rewrites ``job``'s row."""
+        _bounded("update_job", SQLAlchemyJobStore.update_job, self, job)
+
+    def remove_job(self, job_id: str) -> None:
+        """Removes ``job_id``'s row."""
+        _bounded("remove_job", SQLAlchemyJobStore.remove_job, self, job_id)
 
     def remove_all_jobs(self) -> None:
         """Removes this instance's rows (the other instances' stay)."""
-        with self.engine.begin() as connection:
-            connection.execute(self.jobs_t.delete().where(self._mine))
+
+        def delete() -> None:
+            with self.engine.begin() as connection:
+                connection.execute(self.jobs_t.delete().where(self._mine))
+
+        _bounded("remove_all_jobs", delete)
 
     def _get_jobs(self, *conditions: Any) -> list[Any]:
-        jobs: list[Any] = super()._get_jobs(self._mine, *conditions)
+        jobs: list[Any] = _bounded("read jobs", SQLAlchemyJobStore._get_jobs, self, self._mine, *conditions)
         return jobs
+
+
+def _bounded(what: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread of its own, waited for at most :data:`JOBSTORE_CALL_TIMEOUT_S`; past that
+    an ``OperationalError`` (a database error, which the watchdog waits out). A call stuck on a frozen
+    server is left behind in its daemon thread and finishes, or dies with the process."""
+    box: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            box.append((True, fn(*args)))
+        except BaseException as e:
+            box.append((False, e))
+
+    worker = threading.Thread(target=run, name=f"sigil-jobstore-{what}", daemon=True)
+    worker.start()
+    worker.join(JOBSTORE_CALL_TIMEOUT_S)
+    if not box:
+        raise OperationalError(
+            f"job store: {what}: no answer within {JOBSTORE_CALL_TIMEOUT_S:g}s", None, TimeoutError()
+        )
+    ok, value = box[0]
+    if ok:
+        return cast(T, value)
+    raise value
 
 
 def make_jobstore(
