@@ -228,25 +228,15 @@ class PositionStore(LiveReservations):
                     )
                 raise PositionNotOpen(f"position #{position_id} ({variant} {symbol}) is already closed")
             position = position_from_row(row)
-            after = await self.accounts.credit(conn, variant, proceeds)
-            end = await self.protections.protected_until(variant, symbol, conn=conn)
-            await self.events.record(
+            change = await self._released(
+                conn,
+                position,
+                proceeds,
                 EventKind.CLOSE,
-                at=closed_at,
-                variant=variant,
-                symbol=symbol,
-                reason=exit_reason,
-                position_id=position_id,
-                detail={
-                    "exit_price": exit_price,
-                    "pnl": position.pnl,
-                    "fees": position.fees,
-                    "balance": after,
-                },
-                conn=conn,
+                closed_at,
+                exit_reason,
+                {"exit_price": exit_price, "pnl": position.pnl, "fees": position.fees},
             )
-            change = GuardChange(variant, symbol, False, until_ms(end), await next_seq(conn))
-            await send(conn, change)
         if self._mirror is not None:
             self._mirror.apply(change, generation=generation)
         return position

@@ -12,7 +12,7 @@ order just failed is not tried again at once. Before a live sell goes out,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sigil.errors import InvalidOrder, PositionNotOpen
 from sigil.store import _checks
@@ -114,7 +114,7 @@ class LiveReservations:
         at = _checks.utc("at", at, InvalidOrder)
         generation = self._mirror.generation if self._mirror is not None else 0
         async with self._db.transaction(f"cancel reservation #{position_id}") as conn:
-            variant, symbol, reserved = await self._lock_reservation(conn, position_id)
+            _, _, reserved = await self._lock_reservation(conn, position_id)
             row = await conn.fetchrow(
                 "UPDATE micro_positions SET status = 'closed', closed_at = greatest(opened_at, $2),"
                 f" exit_reason = $3 WHERE id = $1 RETURNING {COLUMNS}",
@@ -123,23 +123,47 @@ class LiveReservations:
                 ORDER_FAILED,
             )
             position = position_from_row(row)
-            after = await self.accounts.credit(conn, variant, reserved)
-            end = await self.protections.protected_until(variant, symbol, conn=conn)
-            await self.events.record(
+            change = await self._released(
+                conn,
+                position,
+                reserved,
                 EventKind.ERROR,
-                at=at,
-                variant=variant,
-                symbol=symbol,
-                reason=ORDER_FAILED,
-                position_id=position_id,
-                detail={"error": detail, "refunded": reserved, "balance": after},
-                conn=conn,
+                at,
+                ORDER_FAILED,
+                {"error": detail, "refunded": reserved},
             )
-            change = GuardChange(variant, symbol, False, until_ms(end), await next_seq(conn))
-            await send(conn, change)
         if self._mirror is not None:
             self._mirror.apply(change, generation=generation)
         return position
+
+    async def _released(
+        self,
+        conn: Connection,
+        position: Position,
+        credit: float,
+        kind: EventKind,
+        at: datetime,
+        reason: str,
+        detail: dict[str, Any],
+    ) -> GuardChange:
+        """What every end of a position does inside its transaction: ``credit`` back on the account,
+        the event (``detail`` plus the balance after), and the pair's release announced (its cooldown
+        stays). Returns the guard change to apply after the commit."""
+        after = await self.accounts.credit(conn, position.variant, credit)
+        end = await self.protections.protected_until(position.variant, position.symbol, conn=conn)
+        await self.events.record(
+            kind,
+            at=at,
+            variant=position.variant,
+            symbol=position.symbol,
+            reason=reason,
+            position_id=position.id,
+            detail={**detail, "balance": after},
+            conn=conn,
+        )
+        change = GuardChange(position.variant, position.symbol, False, until_ms(end), await next_seq(conn))
+        await send(conn, change)
+        return change
 
     async def mark_selling(self, position_id: int, client_order_id: str) -> None:
         """Notes, before a live sell is sent, the client id it goes out under, so that a later attempt
