@@ -184,13 +184,22 @@ async def test_jobstore_failure_during_wakeup_is_rearmed(database_url: str) -> N
     d = Daemon(settings(), passes, jobstore=store, handle_signals=False, health_port=None)
     task = await start(d)
     await wait_until(lambda: len(passes.heartbeats) >= 2)
+    # Count the passes seen when the watchdog re-arms: measuring the stall with a sleep races the
+    # watchdog itself (it re-arms after two idle intervals), so the count is taken inside the re-arm.
+    at_rearm: list[int] = []
+    rearm = d.watchdog._rearm
+
+    def counting_rearm() -> None:
+        at_rearm.append(len(passes.heartbeats))
+        rearm()
+
+    d.watchdog._rearm = counting_rearm
     store.failures, store.armed = 1, True
     # The failed wake-up schedules nothing: APScheduler would now sleep forever.
     await wait_until(lambda: d.metrics.loop_errors.total() >= 1)
     stalled_at = len(passes.heartbeats)
-    await asyncio.sleep(0.45)
-    assert len(passes.heartbeats) <= stalled_at + 1, "the scheduler should have stalled"
     await wait_until(lambda: d.watchdog.rearms >= 1, timeout=3)
+    assert at_rearm and at_rearm[0] <= stalled_at + 1, "the scheduler should have stalled"
     await wait_until(lambda: len(passes.heartbeats) >= stalled_at + 3, timeout=3)
     d.request_stop("test")
     assert await task == 0
