@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-stamp
 DATA ?= data
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run replay test bench lint fmt build-dev wheel clean rust-test py-test stubtest
+.PHONY: run replay test long bench lint fmt build-dev wheel clean rust-test py-test stubtest
 
 ## The venv: exactly pyproject.toml's build backend, dependencies and `dev` extra (listed there once,
 ## printed by tools/dev_requirements.py); the project itself is built by `maturin develop`, not installed.
@@ -61,7 +61,11 @@ rust-test:
 	cargo test --workspace --exclude sigil-core -q
 
 py-test: build-dev
-	$(BIN)/pytest -q -x --timeout=600 tests --ignore=tests/benchmarks
+	$(BIN)/pytest -q -x --timeout=600 -m "not long" tests --ignore=tests/benchmarks
+
+## The minutes-long scenarios that `make test` leaves out.
+long: build-dev
+	$(BIN)/pytest -q -x --timeout=1800 -m long tests --ignore=tests/benchmarks
 
 ## Everything a reviewer runs.
 test: lint rust-test build-dev stubtest py-test
