@@ -153,8 +153,8 @@ def test_engine_errors_are_value_errors_naming_field_and_index() -> None:
 
 
 def test_reason_vocabulary_is_the_engines() -> None:
-    assert [r.value for r in _core.ExitReason.all()] == ["hard_stop", "atr_trail", "time_stop"]
-    assert [r.code for r in _core.ExitReason.all()] == [0, 1, 2]
+    assert [r.value for r in _core.ExitReason.all()] == ["hard_stop", "atr_trail", "time_stop", "manual"]
+    assert [r.code for r in _core.ExitReason.all()] == [0, 1, 2, 3]
     assert [r.value for r in _core.SkipReason.all()] == ["open", "cooldown", "max_open", "balance"]
     assert _core.SkipReason.parse("max_open") is _core.SkipReason.MAX_OPEN
     assert str(_core.ExitReason.ATR_TRAIL) == "atr_trail"

@@ -11,7 +11,7 @@ import pytest
 from sigil.report.metrics import EXIT_REASONS, tally
 
 NAMES = ("baseline", "moderate", "aggressive", "unhinged")
-REASONS = ("hard_stop", "atr_trail", "time_stop", "manual")
+REASONS = ("hard_stop", "atr_trail", "time_stop", "manual", "order_failed")
 
 
 def loop_tally(rows: list[tuple[int, int, float, float]]) -> dict[str, dict[str, object]]:
@@ -46,7 +46,7 @@ def test_tally_equals_a_loop_in_trade_order(seed: int) -> None:
     rows = [
         (
             rng.randrange(3),
-            rng.choice((0, 0, 1, 1, 2, 3)),
+            rng.choice((0, 0, 1, 1, 2, 3, 4)),
             rng.uniform(-1, 1) * 10 ** rng.randint(-6, 4),
             rng.random(),
         )
@@ -66,8 +66,9 @@ def test_tally_equals_a_loop_in_trade_order(seed: int) -> None:
             "by_reason": g.by_reason,
         } == want[name]
         # table order: the known reasons first, then any other reason that occurred
-        assert list(g.by_reason)[:3] == list(EXIT_REASONS)
-    assert got["unhinged"].closed_trades == 0 and "manual" not in got["unhinged"].by_reason
+        assert list(g.by_reason)[: len(EXIT_REASONS)] == list(EXIT_REASONS)
+    assert got["unhinged"].closed_trades == 0 and "order_failed" not in got["unhinged"].by_reason
+    assert got["unhinged"].by_reason["manual"] == (0, 0.0)
 
 
 def test_tally_refuses_ragged_or_out_of_range_columns() -> None:

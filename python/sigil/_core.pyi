@@ -54,6 +54,8 @@ class ExitReason:
     HARD_STOP: ClassVar[ExitReason]
     ATR_TRAIL: ClassVar[ExitReason]
     TIME_STOP: ClassVar[ExitReason]
+    #: Sold at the market because the operator asked (``sigil exit``); never decided by the engine.
+    MANUAL: ClassVar[ExitReason]
     @property
     def value(self) -> str: ...
     @property

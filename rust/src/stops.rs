@@ -29,11 +29,13 @@ pub enum ExitReason {
     HardStop,
     AtrTrail,
     TimeStop,
+    /// Sold at the market because the operator asked (never decided by the engine).
+    Manual,
 }
 
 impl ExitReason {
     /// Every reason, in the order of their codes (`reason as usize`).
-    pub const ALL: [ExitReason; 3] = [Self::HardStop, Self::AtrTrail, Self::TimeStop];
+    pub const ALL: [ExitReason; 4] = [Self::HardStop, Self::AtrTrail, Self::TimeStop, Self::Manual];
 
     /// The name stored in the database and written to reports.
     pub fn as_str(self) -> &'static str {
@@ -41,6 +43,7 @@ impl ExitReason {
             Self::HardStop => "hard_stop",
             Self::AtrTrail => "atr_trail",
             Self::TimeStop => "time_stop",
+            Self::Manual => "manual",
         }
     }
 
@@ -50,6 +53,7 @@ impl ExitReason {
             "hard_stop" => Some(Self::HardStop),
             "atr_trail" => Some(Self::AtrTrail),
             "time_stop" => Some(Self::TimeStop),
+            "manual" => Some(Self::Manual),
             _ => None,
         }
     }

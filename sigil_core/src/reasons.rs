@@ -17,6 +17,8 @@ pub enum PyExitReason {
     AtrTrail,
     #[pyo3(name = "TIME_STOP")]
     TimeStop,
+    #[pyo3(name = "MANUAL")]
+    Manual,
 }
 
 impl From<ExitReason> for PyExitReason {
@@ -25,6 +27,7 @@ impl From<ExitReason> for PyExitReason {
             ExitReason::HardStop => Self::HardStop,
             ExitReason::AtrTrail => Self::AtrTrail,
             ExitReason::TimeStop => Self::TimeStop,
+            ExitReason::Manual => Self::Manual,
         }
     }
 }
@@ -35,12 +38,14 @@ impl From<PyExitReason> for ExitReason {
             PyExitReason::HardStop => Self::HardStop,
             PyExitReason::AtrTrail => Self::AtrTrail,
             PyExitReason::TimeStop => Self::TimeStop,
+            PyExitReason::Manual => Self::Manual,
         }
     }
 }
 
-/// The order reports list exits in: the trail's winners first, then the stops.
-const EXIT_REPORT_ORDER: [ExitReason; 3] = [ExitReason::AtrTrail, ExitReason::HardStop, ExitReason::TimeStop];
+/// The order reports list exits in: the trail's winners first, then the stops, then the operator's.
+const EXIT_REPORT_ORDER: [ExitReason; 4] =
+    [ExitReason::AtrTrail, ExitReason::HardStop, ExitReason::TimeStop, ExitReason::Manual];
 
 impl PyExitReason {
     /// The stored name (Rust side).
@@ -51,7 +56,7 @@ impl PyExitReason {
 
 #[pymethods]
 impl PyExitReason {
-    /// The stored name: `hard_stop`, `atr_trail`, `time_stop`.
+    /// The stored name: `hard_stop`, `atr_trail`, `time_stop`, `manual`.
     #[getter]
     fn value(&self) -> &'static str {
         self.value_str()
