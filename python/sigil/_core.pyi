@@ -248,6 +248,19 @@ def replay(
     ],
     variants: list[dict[str, Any]],
     progress: Callable[[int, int], object] | None = None,
+    detail: list[
+        tuple[
+            str,
+            int,
+            npt.NDArray[np.int64],
+            npt.NDArray[np.float64],
+            npt.NDArray[np.float64],
+            npt.NDArray[np.float64],
+            npt.NDArray[np.float64],
+            npt.NDArray[np.float64],
+        ]
+    ]
+    | None = None,
 ) -> dict[str, Any]: ...
 
 @final

@@ -241,6 +241,20 @@ impl Engine {
 
     /// Steps 1 and 2 of a candle close: ATR update and exits. Pushes `Close` intents.
     pub fn exits(&mut self, s: u32, c: &Candle, out: &mut Vec<Intent>) -> Result<(), EngineError> {
+        self.exits_rest(s, c, c, out)
+    }
+
+    /// [`Engine::exits`] for a candle whose first part already went through [`Engine::on_price`]
+    /// (replay with lower-timeframe detail): the ATR takes the whole candle `c`, the stops only
+    /// `rest`, the part no price update covered (its open, high and low), so a low that came before
+    /// a trail was raised is not tested against the raised trail. `exits` is `exits_rest(s, c, c)`.
+    pub fn exits_rest(
+        &mut self,
+        s: u32,
+        c: &Candle,
+        rest: &Candle,
+        out: &mut Vec<Intent>,
+    ) -> Result<(), EngineError> {
         self.check_ids(0, s)?;
         let sym = &mut self.symbols[s as usize];
         if let Some(last) = sym.last {
@@ -260,7 +274,7 @@ impl Engine {
             let Some(pos) = cell.position.as_mut() else {
                 continue;
             };
-            let hit = pos.stop.on_candle(c.open, c.high, c.low, cell.atr_prev, p.trail);
+            let hit = pos.stop.on_candle(rest.open, rest.high, rest.low, cell.atr_prev, p.trail);
             pos.bars_held += 1;
             let (price, reason) = match hit {
                 Some(h) => (h.price, h.reason),

@@ -120,6 +120,11 @@ pub struct ReplayResult {
     pub equity_time: Vec<i64>,
     pub equity: Vec<Vec<f64>>,
     pub candles: u64,
+    /// Detail candles that moved prices between closes (see [`replay_detailed`]).
+    pub detail_candles: u64,
+    /// Per symbol id: candles of a symbol that has a detail series whose detail was incomplete (a
+    /// gap or misaligned times), so they were replayed as without detail.
+    pub undetailed: Vec<u64>,
 }
 
 /// Runs every variant over every series. `progress(done, total)` is called every `progress_every`
@@ -131,6 +136,31 @@ pub struct ReplayResult {
 pub fn replay(
     params: Vec<VariantParams>,
     series: &[Series<'_>],
+    progress_every: u64,
+    progress: impl FnMut(u64, u64),
+) -> Result<ReplayResult, EngineError> {
+    replay_detailed(params, series, &[], progress_every, progress)
+}
+
+/// [`replay`] with lower-timeframe `detail` series (at most one per symbol, named like its main
+/// series, with a timeframe that divides the main one) moving prices between closes as the daemon's
+/// exit pass does: through [`Engine::on_price`], the function the daemon calls with tickers.
+///
+/// For a main candle opening at `T`, its detail is the `k = tf / tf_detail` candles opening at
+/// `T, T + tf_detail, …`. Each but the last goes through `on_price` in the conservative order for a
+/// long position — open, low, high, close: the adverse price first, so a stop is hit before a new
+/// high raises the trail — and an exit among them is booked at the close time of the detail candle
+/// it happened in (the first moment a driver at that resolution knows of it), filled at the price
+/// that hit the stop, as the daemon fills at the ticker. The last detail candle, which closes with
+/// the main candle, is the part of the candle the main close decides ([`Engine::exits_rest`]); the
+/// ATR still takes the whole main candle. A main candle whose detail is incomplete is replayed as
+/// without detail (counted in `undetailed`); so are symbols without a detail series, bit for bit.
+/// Detail moves prices for every symbol closing at a time before any of them decides its close, as
+/// the exit pass runs over every held symbol between two breakout passes.
+pub fn replay_detailed(
+    params: Vec<VariantParams>,
+    series: &[Series<'_>],
+    detail: &[Series<'_>],
     progress_every: u64,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReplayResult, EngineError> {
@@ -170,6 +200,7 @@ pub fn replay(
         all
     });
     let by_id = packed.into_iter().collect::<Result<Vec<Packed<'_>>, EngineError>>()?;
+    let detail_by_id = pack_detail(series, &order, detail)?;
 
     let nv = params.len();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, nv.max(1));
@@ -184,10 +215,12 @@ pub fn replay(
             .iter()
             .map(|g| {
                 let p = group_params(g);
-                scope.spawn(move || run_group(p, by_id, 0, |_, _| {}))
+                let detail = &detail_by_id;
+                scope.spawn(move || run_group(p, by_id, detail, 0, |_, _| {}))
             })
             .collect();
-        let mut parts = vec![run_group(group_params(&groups[0]), by_id, progress_every, &mut progress)];
+        let mut parts =
+            vec![run_group(group_params(&groups[0]), by_id, &detail_by_id, progress_every, &mut progress)];
         parts.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
         parts
     });
@@ -201,11 +234,15 @@ pub fn replay(
         equity_time: Vec::new(),
         equity: vec![Vec::new(); nv],
         candles: 0,
+        detail_candles: 0,
+        undetailed: Vec::new(),
     };
     for (g, part) in groups.iter().zip(parts) {
         let part = part?;
         let global = |local: u32| g[local as usize] as u32;
         result.candles = part.candles;
+        result.detail_candles = part.detail_candles;
+        result.undetailed = part.undetailed;
         result.equity_time = part.equity_time;
         for mut t in part.trades {
             t.position.variant = global(t.position.variant);
@@ -230,10 +267,39 @@ pub fn replay(
     Ok(result)
 }
 
+/// The detail series packed and put at their main series' ids (`None` where a symbol has none).
+fn pack_detail<'a>(
+    series: &[Series<'_>],
+    order: &[usize],
+    detail: &'a [Series<'a>],
+) -> Result<Vec<Option<Packed<'a>>>, EngineError> {
+    let bad = |reason: String| EngineError::InvalidParam { name: "detail", reason };
+    let mut by_id: Vec<Option<Packed<'a>>> = vec![None; order.len()];
+    for d in detail {
+        let id = order
+            .iter()
+            .position(|&i| series[i].symbol == d.symbol)
+            .ok_or_else(|| bad(format!("{}: no main series for this symbol", d.symbol)))?;
+        let tf = series[order[id]].tf_ms;
+        if d.tf_ms <= 0 || d.tf_ms >= tf || tf % d.tf_ms != 0 {
+            return Err(bad(format!(
+                "{}: a detail timeframe of {} ms does not divide the main {} ms into smaller candles",
+                d.symbol, d.tf_ms, tf
+            )));
+        }
+        if by_id[id].is_some() {
+            return Err(bad(format!("{}: detail given twice", d.symbol)));
+        }
+        by_id[id] = Some(d.pack().map_err(|e| bad(format!("{} detail: {e}", d.symbol)))?);
+    }
+    Ok(by_id)
+}
+
 /// One engine (a group of variants) over the validated series, in id order.
 fn run_group(
     params: Vec<VariantParams>,
     by_id: &[Packed<'_>],
+    detail: &[Option<Packed<'_>>],
     progress_every: u64,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReplayResult, EngineError> {
@@ -259,10 +325,35 @@ fn run_group(
         equity_time: Vec::new(),
         equity: vec![Vec::new(); nv],
         candles: 0,
+        detail_candles: 0,
+        undetailed: vec![0; by_id.len()],
     };
     let mut intents = Vec::with_capacity(4 * nv);
+    let has_detail = detail.iter().any(Option::is_some);
+    let mut detail_cursor = vec![0usize; by_id.len()];
+    // Per symbol id: the last detail candle of the candle closing now, when its detail is complete.
+    let mut rest: Vec<Option<Candle>> = vec![None; by_id.len()];
     let mut now = next.iter().copied().min().unwrap_or(i64::MAX);
     while now != i64::MAX {
+        if has_detail {
+            for (id, s) in by_id.iter().enumerate() {
+                if next[id] == now {
+                    if let Some(d) = &detail[id] {
+                        let c = &s.candles[cursor[id]];
+                        rest[id] = between_closes(
+                            &mut engine,
+                            id as u32,
+                            c,
+                            s.tf_ms,
+                            d,
+                            &mut detail_cursor[id],
+                            &mut intents,
+                            &mut result,
+                        )?;
+                    }
+                }
+            }
+        }
         let mut upcoming = i64::MAX;
         for (id, s) in by_id.iter().enumerate() {
             if next[id] == now {
@@ -270,7 +361,8 @@ fn run_group(
                 cursor[id] = i + 1;
                 next[id] = s.candles.get(i + 1).map_or(i64::MAX, |c| c.open_time + s.tf_ms);
                 s.prefetch(i + 2);
-                step(&mut engine, id as u32, &s.candles[i], &mut intents, &mut result)?;
+                let last = rest[id].take();
+                step(&mut engine, id as u32, &s.candles[i], last.as_ref(), &mut intents, &mut result)?;
                 if progress_every > 0 && result.candles.is_multiple_of(progress_every) {
                     progress(result.candles, total);
                 }
@@ -291,17 +383,51 @@ fn run_group(
     Ok(result)
 }
 
-/// One candle close of one symbol: exits carried out, then signals carried out (paper fills).
-fn step(
+/// The detail of main candle `c` before its close (see [`replay_detailed`]): every detail candle
+/// but the last through [`Engine::on_price`], closes carried out. Returns the last detail candle,
+/// the part the main close decides, or `None` (nothing applied) when the detail is incomplete.
+#[allow(clippy::too_many_arguments)]
+fn between_closes(
     engine: &mut Engine,
     id: u32,
-    candle: &Candle,
+    c: &Candle,
+    tf_ms: i64,
+    d: &Packed<'_>,
+    cursor: &mut usize,
     intents: &mut Vec<Intent>,
     result: &mut ReplayResult,
+) -> Result<Option<Candle>, EngineError> {
+    while d.candles.get(*cursor).is_some_and(|x| x.open_time < c.open_time) {
+        *cursor += 1;
+    }
+    let k = (tf_ms / d.tf_ms) as usize;
+    let part = d.candles.get(*cursor..*cursor + k);
+    let complete = part
+        .is_some_and(|p| p.iter().enumerate().all(|(j, x)| x.open_time == c.open_time + j as i64 * d.tf_ms));
+    let Some(part) = part.filter(|_| complete) else {
+        result.undetailed[id as usize] += 1;
+        return Ok(None);
+    };
+    *cursor += k;
+    for x in &part[..k - 1] {
+        let time = x.open_time + d.tf_ms;
+        for price in [x.open, x.low, x.high, x.close] {
+            intents.clear();
+            engine.on_price(id, time, price, intents)?;
+            apply_closes(engine, intents, result)?;
+        }
+    }
+    result.detail_candles += k as u64 - 1;
+    Ok(Some(part[k - 1]))
+}
+
+/// Carries out the `Close` intents (paper fills) and records the trades.
+fn apply_closes(
+    engine: &mut Engine,
+    intents: &[Intent],
+    result: &mut ReplayResult,
 ) -> Result<(), EngineError> {
-    intents.clear();
-    engine.exits(id, candle, intents)?;
-    for intent in intents.iter() {
+    for intent in intents {
         if let Intent::Close { variant, symbol, time, price, reason } = *intent {
             let p = &engine.params()[variant as usize];
             let qty = engine.position(variant, symbol).map_or(0.0, |x| x.qty);
@@ -310,6 +436,25 @@ fn step(
             result.trades.push(trade);
         }
     }
+    Ok(())
+}
+
+/// One candle close of one symbol: exits carried out, then signals carried out (paper fills).
+/// `rest` is the part of the candle no detail covered, when detail moved prices before the close.
+fn step(
+    engine: &mut Engine,
+    id: u32,
+    candle: &Candle,
+    rest: Option<&Candle>,
+    intents: &mut Vec<Intent>,
+    result: &mut ReplayResult,
+) -> Result<(), EngineError> {
+    intents.clear();
+    match rest {
+        Some(r) => engine.exits_rest(id, candle, r, intents)?,
+        None => engine.exits(id, candle, intents)?,
+    }
+    apply_closes(engine, intents, result)?;
     intents.clear();
     engine.signals(id, intents)?;
     for intent in intents.iter() {

@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyList};
 use crate::errors::engine_error;
 use crate::params::variant_params;
 use sigil_engine::engine::SkipReason;
-use sigil_engine::replay::{replay as run_replay, Series};
+use sigil_engine::replay::{replay_detailed as run_replay, Series};
 use sigil_engine::stops::ExitReason;
 
 type SeriesArgs<'py> = (
@@ -30,25 +30,19 @@ fn cow<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, 
     }
 }
 
-/// Replays `series` (tuples `(symbol, tf_ms, time_ms, open, high, low, close, volume)`) through
-/// `variants` (dicts). `progress(done, total)` is called now and then with the GIL held.
-#[pyfunction]
-#[pyo3(signature = (series, variants, progress = None))]
-fn replay<'py>(
-    py: Python<'py>,
-    series: Vec<SeriesArgs<'py>>,
-    variants: Vec<Bound<'py, PyDict>>,
-    progress: Option<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let params = variants.iter().map(variant_params).collect::<PyResult<Vec<_>>>()?;
-    let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
-    let cols: Vec<[Cow<'_, [f64]>; 5]> =
-        series.iter().map(|s| [cow(&s.3), cow(&s.4), cow(&s.5), cow(&s.6), cow(&s.7)]).collect();
-    let times: Vec<Cow<'_, [i64]>> = series.iter().map(|s| cow(&s.2)).collect();
-    let views: Vec<Series<'_>> = series
+/// The columns of the tuples, borrowed where they are contiguous.
+type Columns<'a> = (Vec<[Cow<'a, [f64]>; 5]>, Vec<Cow<'a, [i64]>>);
+
+fn columns<'a>(series: &'a [SeriesArgs<'_>]) -> Columns<'a> {
+    let cols = series.iter().map(|s| [cow(&s.3), cow(&s.4), cow(&s.5), cow(&s.6), cow(&s.7)]).collect();
+    (cols, series.iter().map(|s| cow(&s.2)).collect())
+}
+
+fn views<'a>(series: &'a [SeriesArgs<'_>], cols: &'a Columns<'a>) -> Vec<Series<'a>> {
+    series
         .iter()
-        .zip(&cols)
-        .zip(&times)
+        .zip(&cols.0)
+        .zip(&cols.1)
         .map(|((s, c), t)| Series {
             symbol: &s.0,
             tf_ms: s.1,
@@ -59,13 +53,36 @@ fn replay<'py>(
             close: &c[3],
             volume: &c[4],
         })
-        .collect();
+        .collect()
+}
+
+/// Replays `series` (tuples `(symbol, tf_ms, time_ms, open, high, low, close, volume)`) through
+/// `variants` (dicts). `progress(done, total)` is called now and then with the GIL held.
+/// `detail`: lower-timeframe series of some of the symbols, in the same tuples, moving prices
+/// between closes through the engine's `on_price` (the engine's `replay_detailed`).
+#[pyfunction]
+#[pyo3(signature = (series, variants, progress = None, detail = None))]
+fn replay<'py>(
+    py: Python<'py>,
+    series: Vec<SeriesArgs<'py>>,
+    variants: Vec<Bound<'py, PyDict>>,
+    progress: Option<Bound<'py, PyAny>>,
+    detail: Option<Vec<SeriesArgs<'py>>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let params = variants.iter().map(variant_params).collect::<PyResult<Vec<_>>>()?;
+    let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    let detail = detail.unwrap_or_default();
+    let main_cols = columns(&series);
+    let detail_cols = columns(&detail);
+    let views_main = views(&series, &main_cols);
+    let views_detail = views(&detail, &detail_cols);
+    let times = &main_cols.1;
     let total: u64 = times.iter().map(|t| t.len() as u64).sum();
     let every = (total / 100).max(10_000);
     let progress = progress.map(|p| p.unbind());
     let mut callback_error: Option<PyErr> = None;
     let result = py.detach(|| {
-        run_replay(params, &views, every, |done, total| {
+        run_replay(params, &views_main, &views_detail, every, |done, total| {
             if let Some(cb) = &progress {
                 Python::attach(|py| {
                     if callback_error.is_none() {
@@ -86,6 +103,8 @@ fn replay<'py>(
     out.set_item("variants", names)?;
     out.set_item("symbols", r.symbols.clone())?;
     out.set_item("candles", r.candles)?;
+    out.set_item("detail_candles", r.detail_candles)?;
+    out.set_item("undetailed", r.undetailed.clone())?;
     out.set_item("balances", r.balances.clone())?;
 
     let t = &r.trades;
