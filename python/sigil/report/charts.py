@@ -9,13 +9,17 @@ from __future__ import annotations
 import html
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
 from sigil.times import from_ms, to_ms
+
+#: Times of a series (ms UTC) and its values: lists or numpy arrays.
+Times = Sequence[int] | npt.NDArray[np.int64]
+Values = Sequence[float] | npt.NDArray[np.float64]
 
 #: A series longer than this is thinned (min and max per bucket) before it is drawn.
 MAX_POINTS = 2000
@@ -109,7 +113,9 @@ def time_ticks(lo: int, hi: int, count: int = 6) -> list[tuple[int, str]]:
 
 
 def _fmt(y_format: str, v: float) -> str:
-    return html.escape(y_format.format(v))
+    """A value as text, negative ones with a real minus sign (as the text tables print them)."""
+    text = y_format.format(v)
+    return html.escape("−" + text[1:] if text.startswith("-") else text)
 
 
 def _header(width: int, height: int, title: str, cls: str) -> list[str]:
@@ -161,7 +167,7 @@ def _value_axis(
 
 
 def line_chart_svg(
-    series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    series: Mapping[str, tuple[Times, Values]],
     *,
     title: str,
     y_format: str = "{:,.0f}",
@@ -169,10 +175,13 @@ def line_chart_svg(
     height: int = 260,
     max_points: int = MAX_POINTS,
     colors: Mapping[str, str] | None = None,
+    dashed: Collection[str] = (),
 ) -> str:
     """An SVG line chart: one ``<path class="series" data-series="NAME">`` per series over x in ms UTC,
     time and value ticks, and a legend; series longer than ``max_points`` are thinned (min and max
-    per bucket). Non-finite values are left out. With no point at all, a chart saying "no data"."""
+    per bucket). Non-finite values are left out. With no point at all, a chart saying "no data".
+    ``colors`` sets a series' colour (default: :data:`PALETTE` in order); ``dashed`` series are drawn
+    dashed (a reference beside the others)."""
     clean: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
     for name, (raw_x, raw_y) in series.items():
         ax = np.asarray(raw_x, dtype=np.int64)
@@ -219,16 +228,18 @@ def line_chart_svg(
     for name, (dx, dy) in drawn.items():
         pts = " ".join(f"{px(float(a)):.1f} {py(float(b)):.1f}" for a, b in zip(dx, dy, strict=True))
         d = f"M{pts}" if len(dx) > 1 else f"M{pts} h1"
+        dash = ' stroke-dasharray="5 3"' if name in dashed else ""
         parts.append(
             f'<path class="series" data-series="{html.escape(name)}" d="{d}" fill="none" '
-            f'stroke="{palette[name]}" stroke-width="1.4" stroke-linejoin="round"/>'
+            f'stroke="{palette[name]}" stroke-width="1.4" stroke-linejoin="round"{dash}/>'
         )
     for r, row in enumerate(rows):
         ly = _TITLE_H + _LEGEND_ROW * r + 8
         for name, lx in row:
+            faint = ' opacity="0.6"' if name in dashed else ""
             parts.append(
                 f'<g class="legend-item"><rect x="{lx:.0f}" y="{ly - 4}" width="14" height="4" '
-                f'fill="{palette[name]}"/><text x="{lx + 18:.0f}" y="{ly + 1}" {_FONT} '
+                f'fill="{palette[name]}"{faint}/><text x="{lx + 18:.0f}" y="{ly + 1}" {_FONT} '
                 f'fill="#222">{html.escape(name)}</text></g>'
             )
     parts.append("</svg>")
@@ -237,7 +248,7 @@ def line_chart_svg(
 
 def bar_chart_svg(
     labels: Sequence[str],
-    values: Sequence[float],
+    values: Values,
     *,
     title: str,
     y_format: str = "{:,.0f}",
