@@ -196,6 +196,7 @@ def test_large_search_runs_whole() -> None:
         (np.zeros((32, 4)), 5, "even"),
         (np.zeros((32, 4)), 0, "even"),
         (np.zeros((32, 4)), 2.0, "integer"),
+        (np.zeros((64, 4)), 22, "705,432 combinations"),
         (np.zeros((6, 4)), 8, "fewer than n_splits"),
         (np.zeros((3, 4)), 2, "fewer than 2 rows"),
         (np.zeros((32, 1)), 4, "1 trial column"),
@@ -291,6 +292,14 @@ def test_dsr_bad_input_is_refused(
 ) -> None:
     with pytest.raises(OverfittingInputError, match=message):
         deflated_sharpe(returns, n_trials, variance, **extra)
+
+
+def test_psr_refuses_moments_without_spread() -> None:
+    # Kurtosis 0 is impossible (γ₄ ≥ 1 + γ₃²); with it 1 - γ₃ SR + (γ₄ - 1)/4 SR² = 1 - 9/4 < 0.
+    with pytest.raises(OverfittingInputError, match="no spread"):
+        probabilistic_sharpe(3.0, 0.0, 10, 0.0, 0.0)
+    with pytest.raises(OverfittingInputError, match="n_obs"):
+        probabilistic_sharpe(0.1, 0.0, 1, 0.0, 3.0)
 
 
 def test_errors_are_value_errors() -> None:

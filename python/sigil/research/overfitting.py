@@ -33,10 +33,13 @@ from sigil.errors import SigilError
 F64 = npt.NDArray[np.float64]
 
 EULER_MASCHERONI = 0.5772156649015329
-"""γ in the expected maximum of N standard normal draws (Bailey, López de Prado 2014, eq. 6)."""
+"""γ in the expected maximum of N standard normal draws (Bailey, López de Prado 2014)."""
 
 DEFAULT_SPLITS = 16
 """The paper's suggested S: C(16, 8) = 12,870 combinations."""
+
+MAX_SPLITS = 20
+"""The most blocks accepted: C(20, 10) = 184,756 combinations; each 2 more multiply them by about 4."""
 
 _COMBINATION_CHUNK = 2048
 """Combinations evaluated per step: bounds the temporaries to a few MB each for hundreds of trials."""
@@ -104,6 +107,11 @@ def pbo_cscv(performance: F64, n_splits: int = DEFAULT_SPLITS) -> PboResult:
         raise OverfittingInputError(f"n_splits must be an integer, got {n_splits!r}")
     if n_splits < 2 or n_splits % 2:
         raise OverfittingInputError(f"n_splits must be even and at least 2, got {n_splits}")
+    if n_splits > MAX_SPLITS:
+        raise OverfittingInputError(
+            f"n_splits={n_splits} gives {math.comb(n_splits, n_splits // 2):,} combinations;"
+            f" at most {MAX_SPLITS} blocks are accepted"
+        )
     if n_periods < n_splits:
         raise OverfittingInputError(f"performance has {n_periods} rows, fewer than n_splits={n_splits}")
     half = n_splits // 2
@@ -182,12 +190,7 @@ def deflated_sharpe(
     ``periods_per_year`` only annualises the reported Sharpe ratio (365: crypto trades every day).
     """
     r = _finite_array(returns, "returns", "n_periods")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int | np.integer):
-        raise OverfittingInputError(f"n_trials must be an integer, got {n_trials!r}")
-    if n_trials < 1:
-        raise OverfittingInputError(f"n_trials must be at least 1, got {n_trials}")
-    if not (math.isfinite(sharpe_variance) and sharpe_variance >= 0.0):
-        raise OverfittingInputError(f"sharpe_variance must be finite and not negative, got {sharpe_variance}")
+    benchmark = expected_max_sharpe(n_trials, sharpe_variance)
     if not (math.isfinite(periods_per_year) and periods_per_year > 0.0):
         raise OverfittingInputError(f"periods_per_year must be positive, got {periods_per_year}")
     if not 0.0 < significance < 1.0:
@@ -206,7 +209,6 @@ def deflated_sharpe(
     skewness = float(np.mean(deviation**3)) / m2**1.5
     kurtosis = float(np.mean(deviation**4)) / m2**2
     sharpe = mean / float(r.std(ddof=1))
-    benchmark = expected_max_sharpe(int(n_trials), sharpe_variance)
     dsr = probabilistic_sharpe(sharpe, benchmark, t, skewness, kurtosis)
     return DsrResult(
         dsr=dsr,
@@ -225,7 +227,7 @@ def probabilistic_sharpe(
 
     Φ((SR̂ − SR*) √(T − 1) / √(1 − γ₃ SR̂ + (γ₄ − 1)/4 · SR̂²)) for an observed per-period Sharpe
     ``sharpe`` over ``n_obs`` returns of skewness γ₃ and (not excess) kurtosis γ₄ (Bailey, López de
-    Prado 2014, eq. 9); the DSR is this with SR* = :func:`expected_max_sharpe`.
+    Prado 2014); the DSR is this with SR* = :func:`expected_max_sharpe`.
     """
     if n_obs < 2:
         raise OverfittingInputError(f"n_obs must be at least 2, got {n_obs}")
@@ -244,8 +246,12 @@ def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
 
     √V · ((1 − γ) Φ⁻¹(1 − 1/N) + γ Φ⁻¹(1 − 1/(N e))) (Bailey, López de Prado 2014), 0 for N = 1.
     """
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int | np.integer):
+        raise OverfittingInputError(f"n_trials must be an integer, got {n_trials!r}")
     if n_trials < 1:
         raise OverfittingInputError(f"n_trials must be at least 1, got {n_trials}")
+    if not (math.isfinite(sharpe_variance) and sharpe_variance >= 0.0):
+        raise OverfittingInputError(f"sharpe_variance must be finite and not negative, got {sharpe_variance}")
     if n_trials == 1:
         return 0.0
     inv = _STANDARD_NORMAL.inv_cdf
