@@ -43,6 +43,9 @@ def test_bundled_data_table_and_what_the_ladder_shows(capsys: Any) -> None:
         # Wilder's ATR remembers its start: 100 candles give the decisions, not the exact figures.
         assert w.agree[1][0] == total and w.agree[1][2] < total
         assert w.smallest == [100, 1000, 1000]
+        # A window that reaches before the file's first candle is the whole history: it agrees exactly.
+        assert w.whole_file == sorted(w.whole_file) and 0 < w.whole_file[-1] < total
+        assert all(n <= row[2] for n, row in zip(w.whole_file, w.agree, strict=False))
 
 
 def test_levels_of_agreement() -> None:

@@ -167,6 +167,10 @@ def print_warmup(report: WarmupReport, seconds: float) -> int:
         for lv, level in enumerate(LEVELS):
             name = v.name if lv == 0 else ""
             print(f"{name:<{width}}  {level:<8}" + "".join(f"  {row[lv]:>7,}" for row in v.agree))
+        print(f"{'':<{width}}  {'< W':<8}" + "".join(f"  {n:>7,}" for n in v.whole_file))
+    print(
+        "< W: decisions whose entry has fewer than W candles before it in its file (the window is the file)"
+    )
     bad = [v.full_mismatch for v in report.variants if v.full_mismatch is not None]
     for line in bad:
         print(f"sigil check warmup: the full history does not reproduce a decision: {line}", file=sys.stderr)

@@ -75,6 +75,9 @@ class VariantWarmup:
     agree: list[list[int]]
     #: Smallest rung from which every rung agrees on every decision, per level (None: not even full).
     smallest: list[int | str | None]
+    #: ``whole_file[rung]``: decisions whose entry has fewer than W candles before it in its file, so
+    #: that their window is the whole history (they agree by construction).
+    whole_file: list[int]
     #: The first decision the full-history recomputation disagrees on (a bug), as one line.
     full_mismatch: str | None
 
@@ -228,6 +231,7 @@ def check_warmup(
     nv, nr = len(names), len(rungs) + 1
     agree = [[[0] * len(LEVELS) for _ in range(nr)] for _ in range(nv)]
     counts = [[0, 0] for _ in range(nv)]
+    whole = [[0] * len(rungs) for _ in range(nv)]
     mismatch: list[str | None] = [None] * nv
     for name, trades in by_symbol.items():
         if not trades:
@@ -238,6 +242,8 @@ def check_warmup(
             counts[t.variant][0] += 1
             counts[t.variant][1] += t.close is not None
             results = [sym.window(t, max(0, t.entry - w)) for w in rungs] + [full[n]]
+            for r, w in enumerate(rungs):
+                whole[t.variant][r] += (t.entry < w) * (1 + (t.close is not None))
             for r, (o, c) in enumerate(results):
                 levels = (agreement(t.open, o), agreement(t.close, c) if t.close is not None else 3)
                 for lv in range(len(LEVELS)):
@@ -261,5 +267,7 @@ def check_warmup(
             while r > 0 and ok[r - 1]:
                 r -= 1
             smallest.append(rungs[r] if r < len(rungs) else "full")
-        out.append(VariantWarmup(names[v], counts[v][0], counts[v][1], agree[v], smallest, mismatch[v]))
+        out.append(
+            VariantWarmup(names[v], counts[v][0], counts[v][1], agree[v], smallest, whole[v], mismatch[v])
+        )
     return WarmupReport(rungs, tuple(out))
