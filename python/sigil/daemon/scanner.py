@@ -17,6 +17,11 @@ open, fill, close and exchange error is in the events log.
 **Exit pass** (every ``daemon.exit_interval_s``, when ``daemon.exit_pass``): checks the open
 positions' stops and trails against the tickers between candle closes (``engine.on_price``).
 
+**The operator's controls** (:mod:`sigil.store.control`) are read at the start of every pass: a
+paused variant's open intents become skips (reason ``paused``; exits go on), and each requested exit
+of a position this daemon holds is sold at the ticker's price with reason ``manual`` at the end of
+the pass.
+
 The passes never interleave (one lock), so an intent is always carried out against the state that
 produced it. After a pass that failed half-way the engine is rebuilt from the database before the
 next one decides anything.
@@ -55,6 +60,8 @@ from sigil.store import (
     PositionStore,
     require_current,
 )
+from sigil.store.control import ControlStore, ExitRequest
+from sigil.store.events import PAUSED, skip_reason_name
 from sigil.store.instances import SharePositions
 from sigil.times import from_ms, iso
 
@@ -95,6 +102,9 @@ class Scanner:
         self.tf_ms = client.timeframe_ms
         self.accounts = AccountStore(db)
         self.events = EventStore(db)
+        self.control = ControlStore(db)
+        #: The variants paused for this instance, as of the start of the current pass.
+        self.paused: frozenset[str] = frozenset()
         self.heartbeats = HeartbeatStore(db, self.settings.instance)
         self.state = EngineState([v.engine_params() for v in self.variant_configs], self.names, self.tf_ms)
         # The mirror keeps the database's guard in the engine's own guard table.
@@ -198,6 +208,7 @@ class Scanner:
             "universe": len(self.universe.symbols),
             "exchange": self.client.health(),
             "guard_mirror_listening": self.mirror.listening,
+            "paused": sorted(self.paused),
         }
 
     def exhausted(self) -> bool:
@@ -221,6 +232,7 @@ class Scanner:
     async def _breakout(self) -> PassReport:
         t0 = time.perf_counter()
         report = counts = PassReport(BREAKOUT)
+        exits = await self._read_control()
         now = exchange_time = await self.client.server_time()
         before = set(self.universe.symbols)
         try:
@@ -254,6 +266,7 @@ class Scanner:
                 await self._rebuild(now, counts)
             else:
                 await self._feed(now, counts)
+            await self._manual_exits(exits, now, counts)
             await self._persist_pass_end(now)
             self.feed.trim()
         except BaseException:
@@ -313,6 +326,9 @@ class Scanner:
                 if self.recovery.redo.open(intent, sym):
                     counts.opens += 1  # the database holds this open already (a pass cut short)
                     continue
+                if self.names[intent.variant] in self.paused:
+                    await self._declined(sym, intent, counts)
+                    continue
                 await self._open(sym, sid, intent, counts)
             else:
                 await self._skip(intent.variant, sym, intent.time, intent.reason, counts)
@@ -351,18 +367,27 @@ class Scanner:
         counts.opens += 1
         self.metrics.opens.inc(name)
 
+    async def _declined(self, sym: str, intent: OpenIntent, counts: PassReport) -> None:
+        """A signal of a paused variant: recorded, then skipped with reason ``paused``."""
+        name = self.names[intent.variant]
+        counts.signals += 1
+        self.metrics.signals.inc(name)
+        detail = {"price": intent.price, "stop_pct": intent.stop_pct, "atr": intent.atr}
+        await self.events.signal(name, sym, from_ms(intent.time), detail)
+        await self._skip(intent.variant, sym, intent.time, PAUSED, counts, detail)
+
     async def _skip(
         self,
         v: int,
         sym: str,
         t: int,
-        reason: SkipReason,
+        reason: SkipReason | str,
         counts: PassReport,
         detail: dict[str, Any] | None = None,
     ) -> None:
         name = self.names[v]
         counts.skips += 1
-        self.metrics.skips.inc(name, reason.value)
+        self.metrics.skips.inc(name, skip_reason_name(reason))
         await self.events.skip(name, sym, reason, from_ms(t), detail)
 
     async def _close(
@@ -404,6 +429,7 @@ class Scanner:
         report = counts = PassReport(EXIT)
         if self._dirty:
             return report  # nothing trustworthy to check until the next breakout pass rebuilt the engine
+        exits = await self._read_control()
         held = self.state.held()
         if held:
             try:
@@ -430,10 +456,59 @@ class Scanner:
                 except BaseException:
                     self._dirty = True
                     raise
+            if self.cutoff_ms is not None:
+                try:
+                    await self._manual_exits(exits, self.cutoff_ms, counts)
+                except BaseException:
+                    self._dirty = True
+                    raise
             await self._persist_trails()
         report.symbols = len(held)
         report.duration_s = time.perf_counter() - t0
         return report
+
+    # -- the operator's controls ---------------------------------------------------------------------
+
+    async def _read_control(self) -> list[ExitRequest]:
+        """Reads the pauses in force for this instance and the pending exit requests."""
+        self.paused = await self.control.paused_variants(self.settings.instance, self.names)
+        return await self.control.pending_exits()
+
+    async def _manual_exits(self, requests: list[ExitRequest], cutoff: int, counts: PassReport) -> None:
+        """Sells every requested position this daemon holds at the ticker's price (reason ``manual``).
+
+        The close is dated at the ticker's time when no candle has closed since ``cutoff`` (as the
+        exit pass dates its closes), else at ``cutoff``: never ahead of a candle still to be decided.
+        A request whose position another process closed first is marked ``not_open``; one that could
+        not be sold now stays pending for the next pass.
+        """
+        mine: list[tuple[int, ExitRequest]] = []
+        for r in requests:
+            v = self.state.vid.get(r.variant)
+            if r.status != "open":
+                await self.control.finish_exit(r.id, "not_open")
+            elif v is not None and self.state.position_ids.get((v, r.symbol)) == r.position_id:
+                mine.append((v, r))
+        if not mine:
+            return
+        try:
+            tickers = await self.client.fetch_tickers(sorted({r.symbol for _, r in mine}))
+        except (ExchangeUnavailable, ExchangeRejected) as e:
+            counts.error(error_kind(e))
+            await self._record_error(f"manual exit: {e}", cutoff)
+            return
+        for v, r in mine:
+            tk = tickers.get(r.symbol) or {}
+            price, ts = tk.get("last"), tk.get("timestamp")
+            if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
+                await self._record_error(f"manual exit #{r.position_id}: no price", cutoff, symbol=r.symbol)
+                continue
+            at = ts if isinstance(ts, int) and cutoff <= ts and ts - ts % self.tf_ms <= cutoff else cutoff
+            log.info("manual exit of #%d (%s %s), asked by %s", r.position_id, r.variant, r.symbol, r.by)
+            sid = self.state.sid(r.symbol)
+            await self._close(v, r.symbol, sid, at, float(price), ExitReason.MANUAL, counts)
+            if self.state.position_ids.get((v, r.symbol)) != r.position_id:
+                await self.control.finish_exit(r.id, "closed")
 
     # -- the end of a pass ----------------------------------------------------------------------------
 

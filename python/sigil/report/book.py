@@ -46,7 +46,8 @@ def _iso(dt: datetime | None) -> str | None:
     return None if dt is None else dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _trade_json(p: Position) -> dict[str, Any]:
+def trade_json(p: Position) -> dict[str, Any]:
+    """A position as ``--json`` lists it in ``trades`` and ``open_positions`` (replay's keys)."""
     return {
         "id": p.id,
         "variant": p.variant,
@@ -94,8 +95,8 @@ class Book:
             "variants": {
                 n: {**m.to_json(), **self.performance[n].to_json()} for n, m in self.metrics.items()
             },
-            "trades": [_trade_json(p) for p in self.trades],
-            "open_positions": [_trade_json(p) for p in self.open_positions],
+            "trades": [trade_json(p) for p in self.trades],
+            "open_positions": [trade_json(p) for p in self.open_positions],
             "skips": self.skips,
         }
 

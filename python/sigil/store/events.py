@@ -1,4 +1,5 @@
-"""The audit log: every signal, every skipped signal with its reason, every open, close and error."""
+"""The audit log: every signal, every skipped signal with its reason, every open, close and error, and
+every action of the operator (pause, resume, exit) naming who asked."""
 
 from __future__ import annotations
 
@@ -24,13 +25,22 @@ class EventKind(StrEnum):
     FILL = "fill"
     CLOSE = "close"
     ERROR = "error"
+    #: An operator's action (``reason``: pause, resume or exit; ``detail["by"]``: who asked).
+    CONTROL = "control"
+
+
+#: Skip reason of a breakout not taken because trading is paused: the daemon's reason, not the engine's
+#: (the engine's are :class:`SkipReason`).
+PAUSED = "paused"
 
 
 def skip_reason_name(reason: object) -> str:
-    """The stored name of a skip reason: a :class:`SkipReason`, or a name the engine knows
-    (ValueError naming any other)."""
+    """The stored name of a skip reason: a :class:`SkipReason`, a name the engine knows, or
+    :data:`PAUSED` (ValueError naming any other)."""
     if isinstance(reason, SkipReason):
         return reason.value
+    if reason == PAUSED:
+        return PAUSED
     return SkipReason.parse(str(reason)).value
 
 
@@ -91,7 +101,7 @@ class EventStore:
         if kind is EventKind.SKIP:
             reason = skip_reason_name(reason) if reason is not None else None
             if reason is None:
-                raise ValueError("a skip event needs a reason (open, cooldown, max_open or balance)")
+                raise ValueError("a skip event needs a reason (open, cooldown, max_open, balance or paused)")
         payload = json.dumps(dict(detail or {}), default=str)
         if conn is not None:
             return await _insert(conn, kind, at, variant, symbol, reason, position_id, payload)
@@ -108,11 +118,11 @@ class EventStore:
         self,
         variant: str,
         symbol: str,
-        reason: SkipReason,
+        reason: SkipReason | str,
         at: datetime,
         detail: Mapping[str, Any] | None = None,
     ) -> int:
-        """Records a skipped signal and why."""
+        """Records a skipped signal and why (a :class:`SkipReason`, or :data:`PAUSED`)."""
         return await self.record(
             EventKind.SKIP,
             at=at,
