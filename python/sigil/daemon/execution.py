@@ -33,6 +33,7 @@ from sigil.errors import (
 )
 from sigil.exchange.broker import Fill, LiveBroker, PaperBroker, make_broker
 from sigil.exchange.ccxt_client import ExchangeClient
+from sigil.notify.events import Notice, OrderFailed, OrderFilled, OutcomeUnknown
 from sigil.store import Position, PositionStore
 from sigil.times import from_ms, to_ms
 
@@ -40,6 +41,12 @@ log = logging.getLogger(__name__)
 
 #: Re-reads balances and holdings from the database into the engine and the broker.
 Resync = Callable[[], Awaitable[None]]
+#: Hands a notice to the notification sender (never blocks).
+Notify = Callable[[Notice], None]
+
+
+def _no_notice(_notice: Notice) -> None:
+    """Where notices go when nobody listens."""
 
 
 def client_order_id(side: str, position_id: int) -> str:
@@ -83,10 +90,12 @@ class Cancelled:
 
 @dataclass(frozen=True)
 class Sold:
-    """A close carried out. ``elsewhere``: another process had closed the position already."""
+    """A close carried out, with the position's P&L as booked. ``elsewhere``: another process had
+    closed the position already."""
 
     fill: Fill
     elsewhere: bool = False
+    pnl: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,10 @@ class Execution:
         self.unsettled: set[int] = set()
         #: Live positions a sell was sent for, outcome not recorded: looked up before selling again.
         self.selling: set[int] = set()
+        #: Live order failures and lost answers go here (the scanner sets the notification sender).
+        self.notify: Notify = _no_notice
+        #: Positions whose failed sell was notified: a sell that keeps failing is told once.
+        self._sell_failure_told: set[int] = set()
 
     def reset_books(self, balances: Mapping[str, float], holdings: Mapping[tuple[str, str], float]) -> None:
         """The broker's balances and holdings as the database has them."""
@@ -200,9 +213,17 @@ class Execution:
         except (ExchangeRejected, ExchangeUnavailable, OrderOutcomeUnknown) as e:
             # A live sell that failed: the position stays open here and in the database, and the next
             # candle (or exit pass) decides again.
+            if position_id not in self._sell_failure_told:
+                self._sell_failure_told.add(position_id)
+                error = f"{type(e).__name__}: {e}"
+                if isinstance(e, OrderOutcomeUnknown):
+                    self.notify(OutcomeUnknown(name, symbol, "sell", e.client_order_id, error))
+                else:
+                    self.notify(OrderFailed(name, symbol, "sell", error, position_id))
             return NotSold(error_kind(e), f"close {name} {symbol} ({reason}): {e}")
+        self._sell_failure_told.discard(position_id)
         try:
-            await self.positions.close_position(
+            closed = await self.positions.close_position(
                 position_id,
                 closed_at=from_ms(t),
                 exit_price=fill.price,
@@ -215,7 +236,7 @@ class Execution:
             self.selling.discard(position_id)
             return Sold(fill, elsewhere=True)
         self.selling.discard(position_id)
-        return Sold(fill)
+        return Sold(fill, pnl=closed.pnl if closed.pnl is not None else 0.0)
 
     async def _before_sell(self, position_id: int, cid: str, maybe_sent: bool) -> None:
         """Paper: nothing. Live: the sell's name goes on the position before it is sent."""
@@ -263,9 +284,11 @@ class LiveExecution(Execution):
             # It may have executed: the reservation stays, at its estimate, and the next pass rebuilds
             # from the database, which first settles it by looking the order up again.
             self.unsettled.add(reserved.id)
+            self.notify(OutcomeUnknown(name, symbol, "buy", cid, f"{type(e).__name__}: {e}"))
             problem = (type(e).__name__, f"open {name} {symbol}: {e}")
             return Opened(reserved.id, _reserved_fill(reserved, intent.price), problem)
         except (OrderRefused, ExchangeRejected, ExchangeUnavailable) as e:
+            self.notify(OrderFailed(name, symbol, "buy", f"{type(e).__name__}: {e}", reserved.id))
             await self.positions.cancel_reservation(
                 reserved.id, at=from_ms(intent.time), detail=f"{type(e).__name__}: {e}"
             )
@@ -284,6 +307,9 @@ class LiveExecution(Execution):
             entry_fee=fill.fee,
             stop_price=hard_stop_price(fill.price, reserved.stop_pct),
             order_id=fill.order_id,
+        )
+        self.notify(
+            OrderFilled(reserved.variant, reserved.symbol, reserved.id, fill.price, fill.qty, fill.order_id)
         )
 
     async def settle(self) -> int:

@@ -265,6 +265,12 @@ class DaemonMetrics:
         self.rearms = r.counter(
             "sigil_watchdog_rearms_total", "Times the watchdog re-armed a stalled scheduler."
         )
+        self.notifications = r.counter(
+            "sigil_notifications_total",
+            "Notifications per URL by event and outcome: sent, failed (after every retry), dropped "
+            "(queue full, or left at the stop).",
+            ("event", "outcome"),
+        )
         r.gauge(
             "sigil_heartbeat_age_seconds",
             "Seconds since the last heartbeat this daemon wrote (absent before the first).",

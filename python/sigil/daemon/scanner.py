@@ -37,10 +37,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sigil._core import Engine, ExitReason, OpenIntent, SkipReason
+from sigil._core import Engine, ExitReason, OpenIntent, SkipReason, hard_stop_price
 from sigil.config import Config, Variant
 from sigil.daemon.engine_state import EngineState
-from sigil.daemon.execution import Cancelled, NotSold, Refused, error_kind, make_execution
+from sigil.daemon.execution import Cancelled, Notify, NotSold, Refused, error_kind, make_execution
 from sigil.daemon.feed import CandleFeed, DueCandle
 from sigil.daemon.metrics import DaemonMetrics
 from sigil.daemon.passes import BREAKOUT, EXIT, PassReport, VariantState
@@ -50,6 +50,7 @@ from sigil.daemon.share import Share
 from sigil.errors import ExchangeRejected, ExchangeUnavailable, PositionNotOpen
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.universe import Universe
+from sigil.notify.events import PositionClosed, PositionOpened
 from sigil.store import (
     AccountStore,
     Database,
@@ -86,6 +87,7 @@ class Scanner:
         universe: Universe | None = None,
         until_ms: int | None = None,
         on_pass: Callable[[Scanner, PassReport], None] | None = None,
+        notify: Notify | None = None,
     ) -> None:
         self.config = config
         self.settings = config.settings.daemon
@@ -114,6 +116,10 @@ class Scanner:
             client, keep=client.config.history_candles, hold_back_passes=self.settings.hold_back_passes
         )
         self.execution = make_execution(client, self.variant_configs, self.positions, self._resync)
+        if notify is not None:
+            # Opens and closes are told from here, order failures and fills from the execution.
+            self.execution.notify = notify
+        self.notify = self.execution.notify
         self.recovery = Recovery(
             self.state, self.feed, self.execution, self.accounts, self.positions, self.mirror
         )
@@ -366,6 +372,34 @@ class Scanner:
         self.state.opened(v, sym, outcome.position_id, fill.price)
         counts.opens += 1
         self.metrics.opens.inc(name)
+        stop_price = hard_stop_price(fill.price, intent.stop_pct)
+        log.info(
+            "open %s %s #%d at %.10g (stop %.2f%%)",
+            name,
+            sym,
+            outcome.position_id,
+            fill.price,
+            intent.stop_pct * 100,
+            extra={
+                "variant": name,
+                "symbol": sym,
+                "position_id": outcome.position_id,
+                "pass": self.passes + 1,
+            },
+        )
+        self.notify(
+            PositionOpened(
+                name,
+                sym,
+                outcome.position_id,
+                fill.price,
+                fill.qty,
+                fill.gross,
+                intent.stop_pct,
+                stop_price,
+                t,
+            )
+        )
 
     async def _declined(self, sym: str, intent: OpenIntent, counts: PassReport) -> None:
         """A signal of a paused variant: recorded, then skipped with reason ``paused``."""
@@ -412,6 +446,17 @@ class Scanner:
             return
         counts.closes += 1
         self.metrics.closes.inc(name, reason.value)
+        log.info(
+            "close %s %s #%d at %.10g (%s, pnl %+.4f)",
+            name,
+            sym,
+            pid,
+            fill.price,
+            reason.value,
+            result.pnl,
+            extra={"variant": name, "symbol": sym, "position_id": pid, "pass": self.passes + 1},
+        )
+        self.notify(PositionClosed(name, sym, pid, fill.price, reason.value, result.pnl, t))
 
     async def _resync(self) -> None:
         await self.recovery.resync()
