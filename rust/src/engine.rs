@@ -144,6 +144,8 @@ struct Cell {
     atr_prev: f64,
     detector: Breakout,
     position: Option<Position>,
+    /// The open position's stop as it stood at its symbol's last close (or at the open).
+    stop_at_close: StopState,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +215,7 @@ impl Engine {
                     atr_prev: f64::NAN,
                     detector: Breakout::new(p.breakout),
                     position: None,
+                    stop_at_close: StopState::new(1.0, 0.0),
                 });
             }
         }
@@ -240,21 +243,13 @@ impl Engine {
     }
 
     /// Steps 1 and 2 of a candle close: ATR update and exits. Pushes `Close` intents.
+    ///
+    /// The candle's open and low are tested against the stop as it stood at the previous close,
+    /// then its high may raise the trail (the conservative order). When [`Engine::on_price`] raised
+    /// the stop since then (the daemon's exit pass, replay's detail), the prices it saw were tested
+    /// against the stop as it rose; the candle's open came before those raises and its low may have
+    /// too, so testing them against the raised stop would sell at a price from before the raise.
     pub fn exits(&mut self, s: u32, c: &Candle, out: &mut Vec<Intent>) -> Result<(), EngineError> {
-        self.exits_rest(s, c, c, out)
-    }
-
-    /// [`Engine::exits`] for a candle whose first part already went through [`Engine::on_price`]
-    /// (replay with lower-timeframe detail): the ATR takes the whole candle `c`, the stops only
-    /// `rest`, the part no price update covered (its open, high and low), so a low that came before
-    /// a trail was raised is not tested against the raised trail. `exits` is `exits_rest(s, c, c)`.
-    pub fn exits_rest(
-        &mut self,
-        s: u32,
-        c: &Candle,
-        rest: &Candle,
-        out: &mut Vec<Intent>,
-    ) -> Result<(), EngineError> {
         self.check_ids(0, s)?;
         let sym = &mut self.symbols[s as usize];
         if let Some(last) = sym.last {
@@ -274,7 +269,17 @@ impl Engine {
             let Some(pos) = cell.position.as_mut() else {
                 continue;
             };
-            let hit = pos.stop.on_candle(rest.open, rest.high, rest.low, cell.atr_prev, p.trail);
+            let hit = if pos.stop == cell.stop_at_close {
+                pos.stop.on_candle(c.open, c.high, c.low, cell.atr_prev, p.trail)
+            } else {
+                let mut start = cell.stop_at_close;
+                let hit = start.on_candle(c.open, c.high, c.low, cell.atr_prev, p.trail);
+                if hit.is_none() {
+                    pos.stop.raise(c.high, cell.atr_prev, p.trail);
+                }
+                hit
+            };
+            cell.stop_at_close = pos.stop;
             pos.bars_held += 1;
             let (price, reason) = match hit {
                 Some(h) => (h.price, h.reason),
@@ -404,6 +409,7 @@ impl Engine {
             bars_held: 0,
         };
         self.cells[i].position = Some(pos);
+        self.cells[i].stop_at_close = pos.stop;
         let acct = &mut self.accounts[v as usize];
         acct.balance -= fill.cost;
         acct.open_symbols.push(s);
@@ -441,6 +447,7 @@ impl Engine {
         self.check_ids(pos.variant, pos.symbol)?;
         self.guard.set(pos.variant, pos.symbol, true, protected_until)?;
         let i = self.cell_index(pos.variant, pos.symbol);
+        self.cells[i].stop_at_close = pos.stop;
         if self.cells[i].position.replace(pos).is_none() {
             self.accounts[pos.variant as usize].open_symbols.push(pos.symbol);
         }

@@ -1,5 +1,6 @@
 //! Replay with lower-timeframe detail: prices between closes through `Engine::on_price` (the daemon's
-//! exit pass), the main close deciding only the part of the candle no detail covered.
+//! exit pass), then the close through `Engine::exits`, which tests the candle's open and low against
+//! the stop as it stood at the previous close.
 
 mod common;
 
@@ -45,24 +46,41 @@ fn held() -> Engine {
 }
 
 #[test]
-fn the_main_close_tests_only_the_part_no_detail_covered() {
+fn after_prices_raised_the_trail_the_close_tests_its_open_and_low_against_the_stop_of_before() {
     // The first half rallies to 106 (trail active at 106 - 2 x 2 = 102), the second half stays above.
     let first = candle(2 * HOUR, 100.0, 106.0, 100.0, 104.0);
-    let last = candle(2 * HOUR + HALF, 104.0, 105.0, 103.0, 104.0);
     let main = candle(2 * HOUR, 100.0, 106.0, 100.0, 104.0);
     let mut out = Vec::new();
     let mut e = held();
+    let untouched = e.clone();
     for p in [first.open, first.low, first.high, first.close] {
         e.on_price(0, first.open_time + HALF, p, &mut out).unwrap();
     }
     assert!(out.is_empty());
     assert_eq!(e.position(0, 0).unwrap().stop.trail_stop, 102.0);
-    let mut wrong = e.clone();
-    e.exits_rest(0, &main, &last, &mut out).unwrap();
-    assert!(out.is_empty(), "the second half never came near the trail: {out:?}");
-    // The whole candle against the raised trail would sell at its open, which came before the rally.
-    wrong.exits(0, &main, &mut out).unwrap();
-    assert!(matches!(out[..], [Intent::Close { price: 100.0, reason: ExitReason::AtrTrail, .. }]));
+    // The candle's open (100) came before the rally: not a sale at 100 under the trail of 102.
+    e.exits(0, &main, &mut out).unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    let pos = e.position(0, 0).unwrap();
+    assert_eq!((pos.stop.trail_stop, pos.stop.highest), (102.0, 106.0));
+    // The same as a close without prices in between would leave it.
+    let mut plain = untouched;
+    plain.exits(0, &main, &mut out).unwrap();
+    assert_eq!(plain.position(0, 0).unwrap().stop, pos.stop);
+    // The next candle is tested against the raised trail.
+    e.exits(0, &candle(3 * HOUR, 104.0, 104.5, 101.0, 103.0), &mut out).unwrap();
+    assert!(matches!(out[..], [Intent::Close { price: 102.0, reason: ExitReason::AtrTrail, .. }]));
+}
+
+#[test]
+fn a_low_under_the_stop_of_before_still_exits_at_the_close() {
+    let mut e = held();
+    let mut out = Vec::new();
+    for p in [100.0, 100.0, 106.0, 104.0] {
+        e.on_price(0, 2 * HOUR + HALF, p, &mut out).unwrap();
+    }
+    e.exits(0, &candle(2 * HOUR, 100.0, 106.0, 94.0, 99.0), &mut out).unwrap();
+    assert!(matches!(out[..], [Intent::Close { price: 95.0, reason: ExitReason::HardStop, .. }]));
 }
 
 #[test]
