@@ -147,14 +147,17 @@ pub fn replay(
 /// exit pass does: through [`Engine::on_price`], the function the daemon calls with tickers.
 ///
 /// For a main candle opening at `T`, its detail is the `k = tf / tf_detail` candles opening at
-/// `T, T + tf_detail, …`. Each but the last goes through `on_price` in the conservative order for a
-/// long position — open, low, high, close: the adverse price first, so a stop is hit before a new
-/// high raises the trail — and an exit among them is booked at the close time of the detail candle
-/// it happened in (the first moment a driver at that resolution knows of it), filled at the price
-/// that hit the stop, as the daemon fills at the ticker. The last detail candle, which closes with
-/// the main candle, is the part of the candle the main close decides ([`Engine::exits_rest`]); the
-/// ATR still takes the whole main candle. A main candle whose detail is incomplete is replayed as
-/// without detail (counted in `undetailed`); so are symbols without a detail series, bit for bit.
+/// `T, T + tf_detail, …`. Each but the last goes through `on_price` as the path open, low, high,
+/// close — the conservative order for a long position: the adverse price first, so a stop is hit
+/// before a new high raises the trail. Where the path falls through an open position's stop, that
+/// stop's level is a price of its own (what a daemon polling often enough sells at; the candle
+/// rule also fills at the level), so a stop sells at its level, and at the open after a gap. An
+/// exit there is booked at the close time of the detail candle it happened in (the first moment a
+/// driver at that resolution knows of it). The last detail candle, which closes with the main
+/// candle, is left to the main close, decided by [`Engine::exits`] as in the daemon (its open and
+/// low against the stop as it stood at the previous close). A main candle whose detail is
+/// incomplete is replayed as without detail (counted in `undetailed`); so are symbols without a
+/// detail series, bit for bit.
 /// Detail moves prices for every symbol closing at a time before any of them decides its close, as
 /// the exit pass runs over every held symbol between two breakout passes.
 pub fn replay_detailed(
@@ -331,8 +334,6 @@ fn run_group(
     let mut intents = Vec::with_capacity(4 * nv);
     let has_detail = detail.iter().any(Option::is_some);
     let mut detail_cursor = vec![0usize; by_id.len()];
-    // Per symbol id: the last detail candle of the candle closing now, when its detail is complete.
-    let mut rest: Vec<Option<Candle>> = vec![None; by_id.len()];
     let mut now = next.iter().copied().min().unwrap_or(i64::MAX);
     while now != i64::MAX {
         if has_detail {
@@ -340,7 +341,7 @@ fn run_group(
                 if next[id] == now {
                     if let Some(d) = &detail[id] {
                         let c = &s.candles[cursor[id]];
-                        rest[id] = between_closes(
+                        between_closes(
                             &mut engine,
                             id as u32,
                             c,
@@ -361,8 +362,7 @@ fn run_group(
                 cursor[id] = i + 1;
                 next[id] = s.candles.get(i + 1).map_or(i64::MAX, |c| c.open_time + s.tf_ms);
                 s.prefetch(i + 2);
-                let last = rest[id].take();
-                step(&mut engine, id as u32, &s.candles[i], last.as_ref(), &mut intents, &mut result)?;
+                step(&mut engine, id as u32, &s.candles[i], &mut intents, &mut result)?;
                 if progress_every > 0 && result.candles.is_multiple_of(progress_every) {
                     progress(result.candles, total);
                 }
@@ -384,8 +384,7 @@ fn run_group(
 }
 
 /// The detail of main candle `c` before its close (see [`replay_detailed`]): every detail candle
-/// but the last through [`Engine::on_price`], closes carried out. Returns the last detail candle,
-/// the part the main close decides, or `None` (nothing applied) when the detail is incomplete.
+/// but the last through [`Engine::on_price`], closes carried out; nothing when it is incomplete.
 #[allow(clippy::too_many_arguments)]
 fn between_closes(
     engine: &mut Engine,
@@ -396,7 +395,7 @@ fn between_closes(
     cursor: &mut usize,
     intents: &mut Vec<Intent>,
     result: &mut ReplayResult,
-) -> Result<Option<Candle>, EngineError> {
+) -> Result<(), EngineError> {
     while d.candles.get(*cursor).is_some_and(|x| x.open_time < c.open_time) {
         *cursor += 1;
     }
@@ -406,19 +405,39 @@ fn between_closes(
         .is_some_and(|p| p.iter().enumerate().all(|(j, x)| x.open_time == c.open_time + j as i64 * d.tf_ms));
     let Some(part) = part.filter(|_| complete) else {
         result.undetailed[id as usize] += 1;
-        return Ok(None);
+        return Ok(());
     };
     *cursor += k;
+    result.detail_candles += k as u64 - 1;
+    let nv = engine.params().len() as u32;
+    let mut levels: Vec<f64> = Vec::with_capacity(nv as usize);
     for x in &part[..k - 1] {
         let time = x.open_time + d.tf_ms;
-        for price in [x.open, x.low, x.high, x.close] {
-            intents.clear();
-            engine.on_price(id, time, price, intents)?;
-            apply_closes(engine, intents, result)?;
+        let mut at = x.open;
+        for (i, price) in [x.open, x.low, x.high, x.close].into_iter().enumerate() {
+            // Falling from `at` to `price`, the path passes every stop in between: each is a price of
+            // its own, so a stop sells at its level, not at the candle's low. (A jump to the open
+            // passes nothing: a gap fills at the open.)
+            levels.clear();
+            if i > 0 && price < at {
+                levels.extend(
+                    (0..nv)
+                        .filter_map(|v| engine.position(v, id))
+                        .map(|p| p.stop.level().0)
+                        .filter(|&l| price < l && l < at),
+                );
+                levels.sort_by(|a, b| b.total_cmp(a));
+                levels.dedup();
+            }
+            for &p in levels.iter().chain(std::iter::once(&price)) {
+                intents.clear();
+                engine.on_price(id, time, p, intents)?;
+                apply_closes(engine, intents, result)?;
+            }
+            at = price;
         }
     }
-    result.detail_candles += k as u64 - 1;
-    Ok(Some(part[k - 1]))
+    Ok(())
 }
 
 /// Carries out the `Close` intents (paper fills) and records the trades.
@@ -440,20 +459,15 @@ fn apply_closes(
 }
 
 /// One candle close of one symbol: exits carried out, then signals carried out (paper fills).
-/// `rest` is the part of the candle no detail covered, when detail moved prices before the close.
 fn step(
     engine: &mut Engine,
     id: u32,
     candle: &Candle,
-    rest: Option<&Candle>,
     intents: &mut Vec<Intent>,
     result: &mut ReplayResult,
 ) -> Result<(), EngineError> {
     intents.clear();
-    match rest {
-        Some(r) => engine.exits_rest(id, candle, r, intents)?,
-        None => engine.exits(id, candle, intents)?,
-    }
+    engine.exits(id, candle, intents)?;
     apply_closes(engine, intents, result)?;
     intents.clear();
     engine.signals(id, intents)?;
