@@ -167,8 +167,7 @@ def check_lookahead(
     if cuts < 0:
         raise ValueError(f"--cuts must be >= 0 (got {cuts})")
     names = tuple(v.name for v in config.variants)
-    full_result = replay(series, config)
-    full = decisions_of(full_result)
+    full = decisions_of(replay(series, config))
     findings: list[CutFinding] = []
     diff = first_difference(full, streaming_decisions(series, config))
     if diff is not None:
