@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sigil.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 
@@ -80,10 +82,41 @@ def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
     _one_line_exit_2(sigil("replay", "--data", str(DATA), "--config", str(cfg)), "solo.yaml", "max_opn")
 
 
-@pytest.mark.parametrize("flag", ["--json", "--plot"])
-def test_output_into_missing_folder(tmp_path: Path, flag: str) -> None:
-    _one_line_exit_2(sigil("replay", "--data", str(DATA), flag, str(tmp_path / "no" / "x")), "does not exist")
+@pytest.mark.parametrize(("flag", "name"), [("--json", "x"), ("--plot", "x.png"), ("--html", "x.html")])
+def test_output_into_missing_folder(tmp_path: Path, flag: str, name: str) -> None:
+    _one_line_exit_2(
+        sigil("replay", "--data", str(DATA), flag, str(tmp_path / "no" / name)), "does not exist"
+    )
 
 
 def test_usage_error_is_exit_2() -> None:
     assert sigil("replay").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"),
+    [
+        ("--plot", "x.txt", "--plot x.txt: the file name must end in .png, .svg or .pdf"),
+        ("--html", "x.txt", "--html x.txt: the file name must end in .html or .htm"),
+        ("--json", "/proc/x.json", "--json /proc/x.json: cannot write there"),
+        ("--html", "/proc/x.html", "--html /proc/x.html: cannot write there"),
+        ("--plot", "ok.json", "--plot ok.json: the file name must end in"),
+    ],
+)
+def test_outputs_are_checked_before_the_replay(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    value: str,
+    problem: str,
+) -> None:
+    # In this process (the same main() as the console script): five subprocesses would cost ~20 s here.
+    monkeypatch.chdir(tmp_path)
+    code = main(["replay", "--data", str(DATA), "--json", "ok.json", flag, value])
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("sigil replay: error: "), err
+    assert problem in lines[0]
+    assert out == "", "no table: the replay did not run"
+    assert list(tmp_path.iterdir()) == [], "nothing is written"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sigil.cli import main
 from sigil.store import Database, HeartbeatStore, PassStats, PositionStore
 from sigil.store.migrate import load_migrations
 from tests.support.pg import run_cli
@@ -104,3 +105,26 @@ def test_status_on_an_unmigrated_database_says_what_to_do(empty_db_url: str) -> 
 def test_bad_database_url_exits_2_with_one_line(command: str, url: str, message: str) -> None:
     line = one_line_error(run_cli(command, "--database-url", url), command)
     assert message in line and "secret" not in line
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"),
+    [
+        ("--plot", "x.txt", "the file name must end in .png, .svg or .pdf"),
+        ("--html", "x.pdf", "the file name must end in .html or .htm"),
+        ("--json", "/proc/x.json", "--json /proc/x.json: cannot write there"),
+    ],
+)
+def test_report_checks_its_outputs_before_reading_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, problem: str
+) -> None:
+    path = value if value.startswith("/") else str(tmp_path / value)
+    ok = tmp_path / "ok.json"
+    # A closed port: reaching for the database would exit 1, not 2. In this process (main() is the
+    # console script's), which is much quicker than a subprocess per case.
+    code = main(["report", "--database-url", "postgresql://u@127.0.0.1:9/x", "--json", str(ok), flag, path])
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("sigil report: error: ") and problem in err
+    assert out == "", "no table: nothing was read"
+    assert list(tmp_path.iterdir()) == [], "nothing is written"

@@ -1,9 +1,12 @@
-"""Argument types shared by the commands: each turns one command-line word into a value or says why not."""
+"""Argument types and checks shared by the commands: each turns one command-line word into a value or
+says why not; :func:`check_outputs` checks output files before a command does any work."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sigil.times import to_ms
 
@@ -46,3 +49,48 @@ def port(raw: str) -> int:
     if not raw.isdigit() or int(raw) > 65535:
         raise argparse.ArgumentTypeError(f"not a port number (0-65535): {raw!r}")
     return int(raw)
+
+
+#: Suffixes ``--plot`` accepts: the formats matplotlib writes that a reader opens without tools.
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+#: Suffixes ``--html`` accepts.
+HTML_SUFFIXES = (".html", ".htm")
+
+
+def check_outputs(outputs: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
+    """Before any work: each output given (option → (path or None, allowed suffixes, empty for any))
+    has an allowed suffix, is not a folder, lies in an existing folder, can be written there, and no
+    two options name one file. Raises ValueError naming the option and the problem (one line)."""
+    seen: dict[Path, str] = {}
+    for option, (raw, suffixes) in outputs.items():
+        if not raw:
+            continue
+        path = Path(raw)
+        if suffixes and path.suffix.lower() not in suffixes:
+            allowed = ", ".join(suffixes[:-1]) + " or " + suffixes[-1] if len(suffixes) > 1 else suffixes[0]
+            raise ValueError(f"{option} {raw}: the file name must end in {allowed}")
+        target = path.resolve()
+        if target in seen:
+            raise ValueError(f"{option} {raw}: the same file as {seen[target]}")
+        seen[target] = option
+        if not target.parent.is_dir():
+            raise ValueError(f"{option} {raw}: the folder does not exist")
+        if target.is_dir():
+            raise ValueError(f"{option} {raw}: is a folder, not a file")
+        _check_writable(option, raw, target)
+
+
+def _check_writable(option: str, raw: str, target: Path) -> None:
+    """Opens an existing file for writing without truncating it, or creates and removes a file of the
+    same name: permission bits, read-only mounts and pseudo file systems (``/proc``) all show here,
+    where ``os.access`` answers yes to root."""
+    try:
+        if target.exists():
+            with target.open("r+b"):
+                pass
+        else:
+            with target.open("xb"):
+                pass
+            target.unlink()
+    except OSError as e:
+        raise ValueError(f"{option} {raw}: cannot write there ({e.strerror or e})") from None

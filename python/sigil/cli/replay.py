@@ -1,5 +1,5 @@
 """``sigil replay --data PATH... [--config DIR] [--variant FILE] [--json OUT] [--plot OUT.png]
-[--metrics full]``."""
+[--html OUT.html] [--metrics full]``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sigil.cli.args import HTML_SUFFIXES, PLOT_SUFFIXES, check_outputs
 from sigil.config import load_config
 from sigil.data.candles import load_universe
 from sigil.report.performance_table import add_metrics_argument, figures_text
@@ -37,7 +38,8 @@ def add_parser(sub: Any) -> None:
         help="extra variant overlay to run beside the configured ones (e.g. config/legacy/fixed3.yaml)",
     )
     p.add_argument("--json", metavar="OUT", help="write metrics, every trade and open positions as JSON")
-    p.add_argument("--plot", metavar="OUT.png", help="draw equity curves and exit reasons")
+    p.add_argument("--plot", metavar="OUT.png", help="draw equity curves and exit reasons (.png, .svg, .pdf)")
+    p.add_argument("--html", metavar="OUT.html", help="write the tearsheet: one self-contained HTML page")
     add_metrics_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -45,10 +47,14 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Loads everything first (bad input exits 2 before any output is written), then replays."""
+    check_outputs(
+        {
+            "--json": (args.json, ()),
+            "--plot": (args.plot, PLOT_SUFFIXES),
+            "--html": (args.html, HTML_SUFFIXES),
+        }
+    )
     config = load_config(args.config, tuple(args.variant))
-    for out in (args.json, args.plot):
-        if out and not Path(out).resolve().parent.is_dir():
-            raise ValueError(f"{out}: the folder does not exist")
     series = load_universe(args.data)
     total = sum(len(s) for s in series)
     bar = None
@@ -67,10 +73,11 @@ def run(args: argparse.Namespace) -> int:
     first = min((int(s.time[0]) for s in series if len(s)), default=0)
     last = max((int(s.time[-1]) for s in series if len(s)), default=0)
 
-    print(
+    headline = (
         f"Replayed {result.candles:,} candles of {len(series)} symbols, "
         f"{iso_z(first)[:10]} → {iso_z(last)[:10]}, {len(result.variants)} variants"
     )
+    print(headline)
     print(variant_table(result.metrics))
     print()
     print(figures_text(result.performance, result.metrics, args.metrics))
@@ -82,4 +89,9 @@ def run(args: argparse.Namespace) -> int:
 
         plot_equity(args.plot, result.equity_time, result.equity, result.metrics)
         print(f"wrote {args.plot}")
+    if args.html:
+        from sigil.report.tearsheet import TradingRun, write_tearsheet
+
+        size = write_tearsheet(args.html, TradingRun.from_replay(result, headline))
+        print(f"wrote {args.html}: {size / 1e6:.1f} MB, {len(result.trades)} trades")
     return 0

@@ -1,9 +1,9 @@
-"""``sigil report [--config DIR] [--database-url URL] [--plot OUT.png] [--json OUT] [--metrics full]``:
-what the daemon did.
+"""``sigil report [--config DIR] [--database-url URL] [--plot OUT.png] [--json OUT] [--html OUT.html]
+[--metrics full]``: what the daemon did.
 
 The variant table in the same shape as ``sigil replay``'s, built from the database (closed and open
 positions, accounts), the same figures under it (compact, or all with ``--metrics full``), and
-optionally the equity curves. Exit 0; 1 when the database cannot be reached,
+optionally the equity curves and the HTML tearsheet. Exit 0; 1 when the database cannot be reached,
 2 when it is not migrated (or bad input).
 """
 
@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sigil.cli.args import HTML_SUFFIXES, PLOT_SUFFIXES, check_outputs
 from sigil.cli.database import add_database_args, with_database
 from sigil.config import Config
 from sigil.report.book import Book, load_book
@@ -30,17 +31,24 @@ def add_parser(sub: Any) -> None:
         description="Print the variant table from the database: trades, exit reasons, P&L, balance, equity.",
     )
     add_database_args(p)
-    p.add_argument("--plot", metavar="OUT.png", help="draw equity curves and P&L by exit reason")
+    p.add_argument(
+        "--plot", metavar="OUT.png", help="draw equity curves and P&L by exit reason (.png, .svg, .pdf)"
+    )
     p.add_argument("--json", metavar="OUT", help="write metrics, every trade and open positions as JSON")
+    p.add_argument("--html", metavar="OUT.html", help="write the tearsheet: one self-contained HTML page")
     add_metrics_argument(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Reads the database, prints the table, writes the plot and JSON when asked."""
-    for out in (args.plot, args.json):
-        if out and not Path(out).resolve().parent.is_dir():
-            raise ValueError(f"{out}: the folder does not exist")
+    """Reads the database, prints the table, writes the plot, JSON and tearsheet when asked."""
+    check_outputs(
+        {
+            "--plot": (args.plot, PLOT_SUFFIXES),
+            "--json": (args.json, ()),
+            "--html": (args.html, HTML_SUFFIXES),
+        }
+    )
 
     async def body(config: Config, db: Database) -> Book:
         await require_current(db)
@@ -62,4 +70,9 @@ def run(args: argparse.Namespace) -> int:
         times, curves = book.equity_curves()
         plot_equity(args.plot, times, curves, book.metrics, title="Sigil daemon")
         print(f"wrote {args.plot}")
+    if args.html:
+        from sigil.report.tearsheet import TradingRun, write_tearsheet
+
+        size = write_tearsheet(args.html, TradingRun.from_book(book))
+        print(f"wrote {args.html}: {size / 1e6:.1f} MB, {len(book.trades)} trades")
     return 0

@@ -7,7 +7,6 @@ highest point, so a drawdown's bottom and an equity peak survive and a page stay
 from __future__ import annotations
 
 import html
-import itertools
 import math
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,14 +54,14 @@ def downsample(
     if n <= max_points:
         return xs, ys
     buckets = max(1, (max_points - 2) // 2)
-    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
-    keep = [0, n - 1]
-    for lo, hi in itertools.pairwise(edges):
-        if hi > lo:
-            part = ys[lo:hi]
-            keep.append(int(lo + np.argmin(part)))
-            keep.append(int(lo + np.argmax(part)))
-    idx = np.unique(np.asarray(keep, dtype=np.int64))
+    starts = np.linspace(0, n, buckets + 1).astype(np.int64)[:-1]
+    bucket = np.repeat(np.arange(buckets), np.diff(np.append(starts, n)))
+    keep = [np.asarray([0, n - 1], dtype=np.int64)]
+    for extreme in (np.minimum, np.maximum):
+        hit = np.flatnonzero(ys == extreme.reduceat(ys, starts)[bucket])
+        # the first index per bucket where the bucket's extreme is reached
+        keep.append(hit[np.unique(bucket[hit], return_index=True)[1]])
+    idx = np.unique(np.concatenate(keep))
     return xs[idx], ys[idx]
 
 
