@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,9 @@ SHIPPED = load_config()
 VariantModel = type(SHIPPED.variants[0])
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 TIMEFRAMES = (60_000, 300_000, 3_600_000)
-REPLAY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Examples per replay property: 100 in `make test`; `make long` asks for more (SIGIL_PROPERTY_EXAMPLES).
+EXAMPLES = int(os.environ.get("SIGIL_PROPERTY_EXAMPLES", "100"))
+REPLAY_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --------------------------------------------------------------------------------------------------
 # Strategies

@@ -176,6 +176,7 @@ def test_bundled_data_with_legacy_fixed3(bundled: list[CandleSeries]) -> None:
     assert legacy and all(t.stop_pct == 0.03 for t in legacy)
 
 
+@pytest.mark.long
 def test_universe_1h(shared_data: Path) -> None:
     """All 109 pairs of universe-1h (605,090 candles), shipped variants plus the legacy posture.
 
