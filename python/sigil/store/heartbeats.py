@@ -147,6 +147,15 @@ class HeartbeatStore:
                 )
         return None if r is None else _heartbeat(r)
 
+    async def latest_per_instance(self) -> dict[str, Heartbeat]:
+        """The most recent heartbeat of every instance that ever completed a pass, by instance name."""
+        async with self._db.connection("read heartbeats per instance") as conn:
+            rows = await conn.fetch(
+                f"SELECT DISTINCT ON (instance) {_COLUMNS} FROM scanner_heartbeats"
+                " ORDER BY instance, finished_at DESC"
+            )
+        return {r["instance"]: _heartbeat(r) for r in rows}
+
     async def age(self, now: datetime | None = None, instance: str | None = None) -> timedelta | None:
         """Time since the last completed pass (wall clock) of ``instance`` (None: any), or None."""
         hb = await self.latest(instance)
