@@ -1,149 +1,69 @@
-"""Benchmark plumbing shared by every ``tests/benchmarks`` file: timings and ratios.
+"""Benchmark plumbing of ``tests/benchmarks``: the plugin that ships with Sigil
+(:mod:`sigil.bench.plugin`: timings, ratios, the session table, ``.benchmarks/ratios.json``), the
+repository's candles for the ATR benchmarks, and the quick sizes of a run with timing off.
 
-Two ways to report a comparison; both end up in one table at the end of the session and in
-``.benchmarks/ratios.json`` (under the rootdir), next to pytest-benchmark's own output:
+With timing off (``--benchmark-disable``, as ``make test`` runs them) every benchmark runs once, as a
+test that its set-up, its calls and its checks still work; the ones whose full size takes minutes
+then run on the 7 bundled pairs instead of the 109 of universe-1h, and for fewer simulated days.
 
-- ``record_timing(case, impl, median_s, min_s, units, unit)`` after a benchmark ran: its time
-  per unit (per bar, per call...). Every case that has an ``impl`` named ``sigil`` gets the ratio
-  ``sigil / other`` of time per unit against each other implementation of that case, so
-  below 1 means Sigil is faster. An ``impl`` named ``baseline`` is the harness alone (say, the
-  Python loop without the call): it gets no ratio of its own, and the other ratios of its case
-  also say how they come out net of it. The ``timing`` fixture records from a ``benchmark``.
-- ``record_ratio(name, value, note)`` for any other figure (also a fixture of that name).
-
-Timings never fail a test: a benchmark reports, it does not assert.
+The plugin's hooks and fixtures are imported here rather than named in ``pytest_plugins``, which
+pytest accepts only in the rootdir's conftest.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
 
 import pytest
 
-# numpy's OpenBLAS keeps worker threads that spin after a BLAS call; on a small machine they
-# compete with what is being measured. No benchmark here needs a threaded BLAS.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from sigil.bench.candles import BenchCandles
+from sigil.bench.plugin import (
+    pytest_addoption,
+    pytest_terminal_summary,
+    record_ratio,
+    record_ratio_fixture,
+    record_timing,
+    timing,
+)
+from tests.support.data import BUNDLED, SHARED_DATA, universe_dir
 
-#: The implementation every case's ratios are taken against.
-SUBJECT = "sigil"
-#: The harness alone; subtracted for the net ratios.
-BASELINE = "baseline"
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """One reported ratio."""
-
-    name: str
-    value: float
-    note: str
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Time per unit of one implementation on one case."""
-
-    case: str
-    impl: str
-    median_s: float
-    min_s: float
-    unit: str
+__all__ = [
+    "bench_candles",
+    "pytest_addoption",
+    "pytest_terminal_summary",
+    "record_ratio",
+    "record_ratio_fixture",
+    "record_timing",
+    "system_data",
+    "timing",
+    "timing_off",
+]
 
 
-_RATIOS: list[Ratio] = []
-_TIMINGS: dict[tuple[str, str], Timing] = {}
+@pytest.fixture(scope="session")
+def timing_off(pytestconfig: pytest.Config) -> bool:
+    """Whether this run has timing off (``--benchmark-disable``): each benchmark once, quick sizes."""
+    return bool(pytestconfig.getoption("benchmark_disable"))
 
 
-def record_ratio(name: str, value: float, note: str = "") -> None:
-    """Reports ``value`` under ``name`` in the session summary and ``.benchmarks/ratios.json``."""
-    _RATIOS.append(Ratio(name, float(value), note))
+@pytest.fixture(scope="session")
+def system_data(timing_off: bool) -> Path:
+    """The universe the daemon and exchange benchmarks serve: universe-1h (109 pairs) when timed and
+    ``../shared/data`` is there, else the 7 bundled pairs."""
+    return BUNDLED if timing_off else universe_dir()
 
 
-def record_timing(
-    case: str, impl: str, median_s: float, min_s: float | None = None, units: int = 1, unit: str = "call"
-) -> None:
-    """Reports how long ``impl`` took on ``case``: ``median_s`` (and ``min_s``) for ``units`` units."""
-    low = median_s if min_s is None else min_s
-    _TIMINGS[(case, impl)] = Timing(case, impl, median_s / units, low / units, unit)
-
-
-def case_ratios() -> list[Ratio]:
-    """``sigil / other`` time per unit, for every case with a ``sigil`` timing."""
-    out: list[Ratio] = []
-    for (case, impl), t in _TIMINGS.items():
-        subject = _TIMINGS.get((case, SUBJECT))
-        if impl in (SUBJECT, BASELINE) or subject is None:
-            continue
-        note = (
-            f"median {_fmt(subject.median_s)} vs {_fmt(t.median_s)} per {t.unit}; "
-            f"min-based {subject.min_s / t.min_s:.3f}"
-        )
-        base = _TIMINGS.get((case, BASELINE))
-        if base is not None and t.median_s > base.median_s:
-            net = (subject.median_s - base.median_s) / (t.median_s - base.median_s)
-            note += f"; net of the {_fmt(base.median_s)} baseline {net:.3f}"
-        out.append(Ratio(f"{case}: {SUBJECT}/{impl}", subject.median_s / t.median_s, note))
-    return out
-
-
-def _fmt(seconds: float) -> str:
-    for scale, suffix in ((1e-9, "ns"), (1e-6, "us"), (1e-3, "ms")):
-        if seconds < scale * 1000:
-            return f"{seconds / scale:.3g} {suffix}"
-    return f"{seconds:.3g} s"
-
-
-@pytest.fixture(name="record_ratio")
-def record_ratio_fixture() -> Callable[[str, float, str], None]:
-    """:func:`record_ratio`, for benchmark files that prefer a fixture to an import."""
-    return record_ratio
-
-
-@pytest.fixture
-def timing(benchmark: Any) -> Callable[..., None]:
-    """``timing(case, impl, units=1, unit="call")``: records this test's benchmark result (after the
-    ``benchmark`` call) as :func:`record_timing` does. Nothing is recorded when benchmarking is off."""
-
-    def record(case: str, impl: str, units: int = 1, unit: str = "call") -> None:
-        stats = getattr(benchmark, "stats", None)
-        if stats is None:
-            return
-        record_timing(case, impl, float(stats.stats.median), float(stats.stats.min), units, unit)
-
-    return record
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Prints the timings and ratios of the session and writes them to .benchmarks/ratios.json."""
-    ratios = case_ratios() + _RATIOS
-    if not ratios and not _TIMINGS:
-        return
-    tr = terminalreporter
-    tr.write_sep("=", "benchmark timings and ratios")
-    if _TIMINGS:
-        width = max(len(t.case) for t in _TIMINGS.values())
-        for t in sorted(_TIMINGS.values(), key=lambda t: (t.case, t.impl != SUBJECT, t.impl)):
-            tr.write_line(
-                f"{t.case:<{width}}  {t.impl:<18} median {_fmt(t.median_s):>10}/{t.unit}"
-                f"   min {_fmt(t.min_s):>10}/{t.unit}"
-            )
-        tr.write_line("")
-    width = max((len(r.name) for r in ratios), default=0)
-    for r in ratios:
-        tr.write_line(f"{r.name:<{width}}  {r.value:10.4g}   {r.note}")
-    out = config.rootpath / ".benchmarks" / "ratios.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
-        "ratios": [asdict(r) for r in ratios],
-        "timings": [asdict(t) for t in _TIMINGS.values()],
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    tr.write_line(f"written to {out}")
+@pytest.fixture(scope="session")
+def bench_candles() -> BenchCandles:
+    """Real candles: BTC/USDT 1m (130,708 bars) continued to 1M bars for the one-series cases and
+    windows of universe-1h for ``atr_many`` when ``../shared/data`` is there, else the bundled 1h
+    files for both; the bundled BTC/USDT 1h file streams."""
+    bundled = sorted(BUNDLED.glob("*.feather"))
+    minute = SHARED_DATA / "candles" / "BTC_USDT-1m.feather"
+    universe = SHARED_DATA / "universe-1h"
+    return BenchCandles.from_files(
+        "repository data",
+        long=[minute] if minute.exists() else bundled,
+        many=sorted(universe.glob("*.feather")) if universe.is_dir() else bundled,
+        stream=BUNDLED / "BTC_USDT-1h.feather",
+    )

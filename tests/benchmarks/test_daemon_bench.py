@@ -16,6 +16,8 @@ Reports (never asserts timings):
 - **RSS**: a ``sigil daemon`` process (rate limit lifted to 1 ms: this measures memory, not speed)
   after its warm-up pass, after one simulated hour of trading, and after a simulated month (24 h per
   pass): it should stay flat.
+
+With timing off (``make test``) each runs once on the 7 bundled pairs, the month cut to one day.
 """
 
 from __future__ import annotations
@@ -42,26 +44,27 @@ from sigil.config import apply_overrides, load_config
 from sigil.daemon.app import serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
-from tests.support.data import universe_dir
 from tests.support.sim_process import SimProcess, sim_clock
 
-DATA = universe_dir()
 LATENCY_MS = 50
 HOUR = 3_600_000
 ROUNDS = 8
 RSS_DAYS = 30
+#: With timing off: simulated days of the RSS run, unmeasured rounds of the latency run.
+QUICK_RSS_DAYS = 1
+QUICK_ROUNDS = 2
 SIGIL_DIR = str(Path(sigil.__file__).resolve().parent)
 #: Market time the runs start at: every pair of the universe is listed by then.
 START = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp() * 1000)
 
-RecordRatio = Callable[[str, float, str], None]
+RecordRatio = Callable[..., None]
 Capsys = pytest.CaptureFixture[str]
 
 
 @pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
+def simulator(system_data: Path) -> Iterator[str]:
     """``sigil exchange-sim`` with 50 ms latency on a frozen clock; its URL."""
-    sim = SimProcess.frozen(DATA, START, latency_ms=LATENCY_MS)
+    sim = SimProcess.frozen(system_data, START, latency_ms=LATENCY_MS)
     try:
         yield sim.url
     finally:
@@ -191,7 +194,7 @@ def test_candle_close_to_last_decision(
 
         benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=0)
         if not latencies:  # --benchmark-disable
-            for _ in range(3):
+            for _ in range(QUICK_ROUNDS):
                 one_round()
         profile = cProfile.Profile(time.process_time)
         daemon.on_loop(profile.enable)
@@ -204,12 +207,20 @@ def test_candle_close_to_last_decision(
     n = max(daemon.symbols, 1)
     cpu_ms = 1000 * statistics.median(cpu[:-1]) / n
     note = f"{n} symbols, {LATENCY_MS} ms latency, Binance rate limit"
-    record_ratio("daemon: candle close -> last decision p50 (s)", statistics.median(latencies[:-1]), note)
-    record_ratio("daemon: candle close -> last decision p95 (s)", pct(latencies[:-1], 0.95), note)
-    record_ratio("daemon: breakout pass duration p50 (s)", statistics.median(durations[:-1]), note)
-    record_ratio("daemon: CPU per symbol per pass (ms)", cpu_ms, "whole process")
+    # Absolute seconds and milliseconds on a shared machine: reported next to the baseline, not gated.
+    report = "report"
+    p50, p95 = statistics.median(latencies[:-1]), pct(latencies[:-1], 0.95)
+    record_ratio("daemon: candle close -> last decision p50 (s)", p50, note, better=report)
+    record_ratio("daemon: candle close -> last decision p95 (s)", p95, note, better=report)
     record_ratio(
-        "daemon: Sigil's own CPU per symbol per pass (ms)", share * cpu_ms, f"share {share:.1%} (cProfile)"
+        "daemon: breakout pass duration p50 (s)", statistics.median(durations[:-1]), note, better=report
+    )
+    record_ratio("daemon: CPU per symbol per pass (ms)", cpu_ms, "whole process", better=report)
+    record_ratio(
+        "daemon: Sigil's own CPU per symbol per pass (ms)",
+        share * cpu_ms,
+        f"share {share:.1%} (cProfile)",
+        better=report,
     )
     benchmark.extra_info.update(
         {
@@ -242,8 +253,10 @@ def test_daemon_rss_over_a_month_of_simulated_trading(
     simulator: str,
     record_ratio: RecordRatio,
     capsys: pytest.CaptureFixture[str],
+    timing_off: bool,
 ) -> None:
     url = database
+    days = QUICK_RSS_DAYS if timing_off else RSS_DAYS
     fast = ["daemon.scan_interval_s=0.2", "daemon.exit_pass=false", "exchange.rate_limit_ms=1"]
     cmd = [sys.executable, "-m", "sigil", "daemon", "--database-url", url, "--exchange-url", simulator]
     cmd += ["--health-port", "0", "--quiet", *[a for s in fast for a in ("--set", s)]]
@@ -271,11 +284,11 @@ def test_daemon_rss_over_a_month_of_simulated_trading(
         sim_clock(simulator, now_ms=market)
         after_passes(heartbeats() + 2)
         samples["after 1 simulated hour"] = rss_kib(proc.pid)
-        for _ in range(RSS_DAYS):
+        for _ in range(days):
             market += 24 * HOUR
             sim_clock(simulator, now_ms=market)
             after_passes(heartbeats() + 2)
-        samples[f"after {RSS_DAYS} simulated days"] = rss_kib(proc.pid)
+        samples[f"after {days} simulated days"] = rss_kib(proc.pid)
 
     try:
         benchmark.pedantic(month, rounds=1, iterations=1, warmup_rounds=0)
@@ -285,8 +298,8 @@ def test_daemon_rss_over_a_month_of_simulated_trading(
         proc.terminate()
         proc.wait(timeout=30)
     for label, (rss, _) in samples.items():
-        record_ratio(f"daemon RSS {label} (MiB)", rss / 1024, "")
+        record_ratio(f"daemon RSS {label} (MiB)", rss / 1024, "", better="lower")
     peak = max(h for _, h in samples.values())
-    record_ratio("daemon peak RSS (MiB)", peak / 1024, "VmHWM")
+    record_ratio("daemon peak RSS (MiB)", peak / 1024, "VmHWM", better="lower")
     with capsys.disabled():
         print("\n" + "; ".join(f"RSS {k}: {v[0] / 1024:.0f} MiB" for k, v in samples.items()))

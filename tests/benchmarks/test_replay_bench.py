@@ -3,6 +3,9 @@
 Reports, never asserts: the Rust replay's throughput in candle·variants per second, the process's peak
 resident memory (measured in a fresh subprocess: tracemalloc does not see Rust allocations), and the
 speed ratio against the pure-Python reference in ``tests/reference`` on the same input.
+
+With timing off (``make test``) both run once on two bundled files: the reference takes about a
+minute over the whole universe.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from sigil.data import CandleSeries, load_universe
 from sigil.research.replay import replay_series
 from tests.reference import ENGINE_STOP_PCT_RULE, differences
 from tests.reference import replay as reference_replay
+from tests.support.data import BUNDLED
 
-RecordRatio = Callable[[str, float, str], None]
+RecordRatio = Callable[..., None]
+
+#: What is replayed with timing off: two bundled files (about 12,000 candles).
+QUICK_FILES = 2
 
 # Runs in a fresh interpreter: the high-water mark of its resident set is the replay's, not pytest's.
 PEAK_RSS_SCRIPT = """
@@ -46,7 +53,7 @@ from sigil.research.replay import replay_series
 
 config = load_config()
 imports = peak_rss_mb()
-series = load_universe([sys.argv[1]])
+series = load_universe(sys.argv[1:])
 loaded = peak_rss_mb()
 t = time.perf_counter()
 result = replay_series(series, config)
@@ -58,10 +65,19 @@ print(json.dumps({"imports_mb": imports, "after_load_mb": loaded, "peak_mb": pea
 
 
 @pytest.fixture(scope="module")
-def universe(shared_data: Path) -> list[CandleSeries]:
+def replay_paths(request: pytest.FixtureRequest, timing_off: bool) -> list[Path]:
+    """universe-1h (skipped where ../shared/data is absent); two bundled files with timing off."""
+    if timing_off:
+        return sorted(BUNDLED.glob("*.feather"))[:QUICK_FILES]
+    shared: Path = request.getfixturevalue("shared_data")
+    return [shared / "universe-1h"]
+
+
+@pytest.fixture(scope="module")
+def universe(replay_paths: list[Path], timing_off: bool) -> list[CandleSeries]:
     """All of universe-1h, loaded once."""
-    series = load_universe([shared_data / "universe-1h"])
-    assert sum(len(s) for s in series) == 605_090
+    series = load_universe(replay_paths)
+    assert timing_off or sum(len(s) for s in series) == 605_090
     return series
 
 
@@ -118,17 +134,18 @@ def test_replay_universe_rust_vs_reference(
         "replay universe-1h x4 variants: Rust vs Python reference",
         ref_s / rust_s,
         f"Rust {rust_s * 1e3:.0f} ms median, reference {ref_s:.1f} s, one run",
+        better="higher",
     )
 
 
 def test_replay_universe_peak_rss(
-    benchmark: Any, shared_data: Path, capsys: pytest.CaptureFixture[str]
+    benchmark: Any, replay_paths: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Peak resident memory of a fresh process that loads universe-1h and replays it (4 variants)."""
 
     def run() -> dict[str, Any]:
         out = subprocess.run(
-            [sys.executable, "-c", PEAK_RSS_SCRIPT, str(shared_data / "universe-1h")],
+            [sys.executable, "-c", PEAK_RSS_SCRIPT, *map(str, replay_paths)],
             check=True,
             capture_output=True,
             text=True,
