@@ -213,7 +213,8 @@ def line_chart_svg(
     palette = {n: (colors or {}).get(n, PALETTE[k % len(PALETTE)]) for k, n in enumerate(clean)}
     parts = _header(width, height, title, "line-chart")
     _value_axis(parts, ticks, {"top": top, "bottom": bottom, "lo": vlo, "hi": vhi}, y_format, width)
-    for t, label in time_ticks(xlo, xhi):
+    # About one time label per 110 px: a wide chart gets monthly ticks where a narrow one gets bimonthly.
+    for t, label in time_ticks(xlo, xhi, count=max(3, plot_w // 110)):
         tx = px(t)
         parts.append(
             f'<line class="grid" x1="{tx:.1f}" x2="{tx:.1f}" y1="{top}" y2="{bottom}" stroke="#f0f0f0"/>'
@@ -235,10 +236,15 @@ def line_chart_svg(
     for r, row in enumerate(rows):
         ly = _TITLE_H + _LEGEND_ROW * r + 8
         for name, lx in row:
-            faint = ' opacity="0.6"' if name in dashed else ""
+            # the swatch is drawn as the line is: solid, or dashed for a reference
+            swatch = (
+                f'<line x1="{lx:.0f}" x2="{lx + 14:.0f}" y1="{ly - 2}" y2="{ly - 2}" '
+                f'stroke="{palette[name]}" stroke-width="2" stroke-dasharray="4 2"/>'
+                if name in dashed
+                else f'<rect x="{lx:.0f}" y="{ly - 4}" width="14" height="4" fill="{palette[name]}"/>'
+            )
             parts.append(
-                f'<g class="legend-item"><rect x="{lx:.0f}" y="{ly - 4}" width="14" height="4" '
-                f'fill="{palette[name]}"{faint}/><text x="{lx + 18:.0f}" y="{ly + 1}" {_FONT} '
+                f'<g class="legend-item">{swatch}<text x="{lx + 18:.0f}" y="{ly + 1}" {_FONT} '
                 f'fill="#222">{html.escape(name)}</text></g>'
             )
     parts.append("</svg>")
