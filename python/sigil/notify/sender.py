@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,11 +43,15 @@ class _Destination:
     """One URL: its apprise object, its queue and its worker thread."""
 
     def __init__(self, index: int, url: str, queue_size: int) -> None:
-        import apprise
-
         self.label = f"{service_of(url)} #{index + 1}"
-        self.apprise = apprise.Apprise(asset=apprise.AppriseAsset(storage_mode="memory"))
-        if not self.apprise.add(url):
+        with warnings.catch_warnings():
+            # apprise's plugins import the deprecated imghdr: not ours to fix, and noise in every log.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import apprise
+
+            self.apprise = apprise.Apprise(asset=apprise.AppriseAsset(storage_mode="memory"))
+            accepted = self.apprise.add(url)
+        if not accepted:
             raise ConfigError(
                 f"notify URL {self.label}: apprise does not accept it (check its scheme and form)"
             )
