@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sigil.cli import main
+from sigil.cli.args import HTML_SUFFIXES, check_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -101,6 +102,8 @@ def test_usage_error_is_exit_2() -> None:
         ("--json", "/proc/x.json", "--json /proc/x.json: cannot write there"),
         ("--html", "/proc/x.html", "--html /proc/x.html: cannot write there"),
         ("--plot", "ok.json", "--plot ok.json: the file name must end in"),
+        ("--html", "/proc", "--html /proc: the file name must end in .html or .htm"),
+        ("--json", ".", "--json .: is a folder, not a file"),
     ],
 )
 def test_outputs_are_checked_before_the_replay(
@@ -120,3 +123,10 @@ def test_outputs_are_checked_before_the_replay(
     assert problem in lines[0]
     assert out == "", "no table: the replay did not run"
     assert list(tmp_path.iterdir()) == [], "nothing is written"
+
+
+def test_two_outputs_cannot_name_one_file(tmp_path: Path) -> None:
+    page = str(tmp_path / "page.html")
+    with pytest.raises(ValueError, match=r"^--html .*page.html: the same file as --json$"):
+        check_outputs({"--json": (page, ()), "--html": (page, HTML_SUFFIXES)})
+    assert list(tmp_path.iterdir()) == []
