@@ -62,11 +62,11 @@ def test_csv_iso_dates_and_inferred_timeframe(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("row", "value", "message"),
     [
-        (2, ("high", float("nan")), "row 2: high is not finite"),
-        (3, ("low", -1.0), "row 3: low is not positive"),
-        (1, ("high", 8.0), "row 1: high < low"),
-        (4, ("close", 12.0), "row 4: close outside [low, high]"),
-        (0, ("volume", -3.0), "row 0: volume is negative"),
+        (2, ("high", float("nan")), "row 2 (from 0): high is not finite"),
+        (3, ("low", -1.0), "row 3 (from 0): low is not positive"),
+        (1, ("high", 8.0), "row 1 (from 0): high < low"),
+        (4, ("close", 12.0), "row 4 (from 0): close outside [low, high]"),
+        (0, ("volume", -3.0), "row 0 (from 0): volume is negative"),
     ],
 )
 def test_bad_rows_are_named(tmp_path: Path, row: int, value: tuple[str, float], message: str) -> None:
@@ -84,12 +84,12 @@ def test_unsorted_and_duplicate_times(tmp_path: Path) -> None:
     rows = _rows()
     rows[3][0] = rows[2][0]
     (tmp_path / "D_USDT-1m.json").write_text(json.dumps(rows))
-    with pytest.raises(DataError, match="row 3: duplicate candle time"):
+    with pytest.raises(DataError, match=r"row 3 \(from 0\): duplicate candle time"):
         read_candles(tmp_path / "D_USDT-1m.json")
     rows = _rows()
     rows[3][0], rows[2][0] = rows[2][0], rows[3][0]
     (tmp_path / "U_USDT-1m.json").write_text(json.dumps(rows))
-    with pytest.raises(DataError, match="row 3: candle times out of order"):
+    with pytest.raises(DataError, match=r"row 3 \(from 0\): candle times out of order"):
         read_candles(tmp_path / "U_USDT-1m.json")
 
 
@@ -109,7 +109,7 @@ def test_feather_with_a_bad_row(tmp_path: Path) -> None:
     )
     p = tmp_path / "F_USDT-1h.feather"
     feather.write_feather(table, p)
-    with pytest.raises(DataError, match=r"F_USDT-1h\.feather: row 2: high is not finite"):
+    with pytest.raises(DataError, match=r"F_USDT-1h\.feather: row 2 \(from 0\): high is not finite"):
         read_candles(p)
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from sigil.cli.args import HTML_SUFFIXES, PLOT_SUFFIXES, check_outputs
 from sigil.config import load_config
-from sigil.data.candles import load_universe
+from sigil.data.candles import load_detail, load_universe
 from sigil.report.performance_table import add_metrics_argument, figures_text
 from sigil.report.table import variant_table
-from sigil.research.replay import replay_series
+from sigil.research.replay import detail_summary, replay_series
 from sigil.times import iso_z
 
 #: Runs shorter than this many candles finish too fast for a progress bar to help.
@@ -41,6 +41,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plot", metavar="OUT.png", help="draw equity curves and exit reasons (.png, .svg, .pdf)")
     p.add_argument("--html", metavar="OUT.html", help="write the tearsheet: one self-contained HTML page")
     add_metrics_argument(p)
+    p.add_argument(
+        "--detail",
+        metavar="TF",
+        help="move prices between closes with the lower-timeframe candles beside each file "
+        "(<PAIR>-TF.*), as the daemon's exit pass does",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -55,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     config = load_config(args.config, tuple(args.variant))
-    series = load_universe(args.data)
+    series = load_universe(args.data, args.detail)
+    detail, without = load_detail(series, args.detail) if args.detail else ([], [])
     total = sum(len(s) for s in series)
     bar = None
     if not args.quiet and total >= PROGRESS_MIN_CANDLES:
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.update(done - bar.n)
 
-    result = replay_series(series, config, progress if bar else None)
+    result = replay_series(series, config, progress if bar else None, detail)
     if bar is not None:
         bar.close()
     first = min((int(s.time[0]) for s in series if len(s)), default=0)
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         f"{iso_z(first)[:10]} → {iso_z(last)[:10]}, {len(result.variants)} variants"
     )
     print(headline)
+    if args.detail:
+        print(detail_summary(args.detail, result, without))
     print(variant_table(result.metrics))
     print()
     print(figures_text(result.performance, result.metrics, args.metrics))

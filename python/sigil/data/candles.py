@@ -2,13 +2,20 @@
 
 A file holds one symbol. Its name says which and at what timeframe, freqtrade style:
 ``TST_USDT-1h.feather`` is ``TST/USDT`` on 1h candles. Times are candle OPEN times, UTC.
+
+Every error is one line naming the file and where in it: a CSV names ``line N`` as an editor counts
+lines (the header is line 1), a JSON or feather file names ``row N (from 0)``. Integer times are
+milliseconds (freqtrade's unit; a CSV may also give seconds, told apart by magnitude); a time that
+only makes sense as microseconds or nanoseconds is an error that says so, not a guess.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,16 +32,51 @@ _NAME = re.compile(
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _COLUMNS = ("open", "high", "low", "close", "volume")
 
+#: The longest timeframe a file or the config may name (a year of weeks).
+MAX_TIMEFRAME_MS = 52 * _UNIT_MS["w"]
+#: Candle times must lie in [1970, 9999): what a report can print as a date.
+MIN_TIME_MS = 0
+MAX_TIME_MS = 253_370_764_800_000
+#: Integer CSV times below this are seconds (up to the year 5138), at or above it milliseconds.
+_SECONDS_BELOW = 10**11
+
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+#: Where row ``i`` is, in the words of its file's format (``line 7``, ``row 5 (from 0)``).
+Where = Callable[[int], str]
 
 
 def timeframe_ms(tf: str) -> int:
-    """``"1h"`` → 3,600,000. ValueError for anything else than a number and one of s, m, h, d, w."""
+    """``"1h"`` → 3,600,000. ValueError for anything else than a number and one of s, m, h, d, w
+    (at most 52 weeks)."""
     m = re.fullmatch(r"([0-9]+)([smhdw])", tf)
-    if not m or int(m.group(1)) == 0:
-        raise ValueError(f"not a timeframe: {tf!r} (expected e.g. 5m, 1h, 1d)")
+    if not m or int(m.group(1)) == 0 or int(m.group(1)) * _UNIT_MS[m.group(2)] > MAX_TIMEFRAME_MS:
+        raise ValueError(f"not a timeframe: {tf!r} (expected e.g. 5m, 1h, 1d; at most 52w)")
     return int(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def row_from_0(i: int) -> str:
+    """How JSON and feather errors name a row: ``row 5 (from 0)``."""
+    return f"row {i} (from 0)"
+
+
+def time_problem(ms: int | float) -> str | None:
+    """Why ``ms`` cannot be a candle time in milliseconds (None when it can): not a whole number,
+    before 1970, or so large that it looks like microseconds or nanoseconds."""
+    if isinstance(ms, float):
+        if not math.isfinite(ms):
+            return "time is not a number"
+        if ms != int(ms):
+            return f"time {ms!r} is not a whole number of milliseconds"
+    v = int(ms)
+    if v < MIN_TIME_MS:
+        return f"time {v} is before 1970"
+    if v < MAX_TIME_MS:
+        return None
+    for unit, per_ms in (("microseconds", 10**3), ("nanoseconds", 10**6)):
+        if v < MAX_TIME_MS * per_ms:
+            return f"time {v} is out of range in milliseconds; it looks like {unit} (expected ms)"
+    return f"time {v} is out of range (expected milliseconds since 1970)"
 
 
 @dataclass(frozen=True)
@@ -67,15 +109,16 @@ class CandleSeries:
             self.volume,
         )
 
-    def validate(self) -> None:
+    def validate(self, where: Where = row_from_0) -> None:
         """Sorted, no duplicate times, finite positive prices, volume >= 0, low <= open/close <= high
         (the engine's candle rules, :func:`sigil._core.check_candles`).
 
-        Raises :class:`DataError` naming the file and the first bad row (0-based, as in the file).
+        Raises :class:`DataError` naming the file and the first bad row, as ``where`` names it
+        (``row N (from 0)`` unless the file counts otherwise, as a CSV's lines do).
         """
         problem = _core.check_candles(self.time, self.open, self.high, self.low, self.close, self.volume)
         if problem is not None:
-            raise DataError(f"{self.source}: row {problem.index}: {problem.message}")
+            raise DataError(f"{self.source}: {where(problem.index)}: {problem.message}")
 
 
 def parse_name(path: Path) -> tuple[str, str | None]:
@@ -88,7 +131,10 @@ def parse_name(path: Path) -> tuple[str, str | None]:
 
 def _infer_tf(path: Path, time: I64, tf: str | None) -> int:
     if tf is not None:
-        return timeframe_ms(tf)
+        try:
+            return timeframe_ms(tf)
+        except ValueError as e:
+            raise DataError(f"{path}: the file name's timeframe is wrong: {e}") from None
     if len(time) < 2:
         raise DataError(f"{path}: cannot tell the timeframe (name it like XXX_USDT-1h, or give 2+ candles)")
     d = np.diff(time)
@@ -98,51 +144,99 @@ def _infer_tf(path: Path, time: I64, tf: str | None) -> int:
     return int(d.min())
 
 
-def _read_feather(path: Path) -> tuple[I64, list[F64]]:
+class _Read:
+    """What a reader got from a file: times, the five price columns, and how it names a row."""
+
+    def __init__(self, time: I64, cols: list[F64], where: Where = row_from_0) -> None:
+        self.time, self.cols, self.where = time, cols, where
+
+
+def _check_times(path: Path, arr: F64, where: Where) -> None:
+    """The first value that is not a time in ms, as a DataError (before any cast can wrap it)."""
+    bad = ~np.isfinite(arr) | (arr < MIN_TIME_MS) | (arr >= MAX_TIME_MS) | (arr != np.floor(arr))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{path}: {where(i)}: {time_problem(float(arr[i]))}")
+
+
+def _read_feather(path: Path) -> _Read:
     import pyarrow as pa
     import pyarrow.feather as feather
 
     try:
         table = feather.read_table(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DataError(f"{path}: not a readable feather file: {e}") from None
-    names = set(table.column_names)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable feather file: {' '.join(str(e).split())}") from None
+    names = list(table.column_names)
     missing = [c for c in ("date", *_COLUMNS) if c not in names]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    twice = [c for c in ("date", *_COLUMNS) if names.count(c) > 1]
+    if twice:
+        raise DataError(f"{path}: column(s) {', '.join(twice)} given twice")
+    for name in ("date", *_COLUMNS):
+        column = table.column(name)
+        if column.null_count:
+            i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
+            raise DataError(f"{path}: {row_from_0(i)}: {name} is missing (null)")
     date = table.column("date")
     if pa.types.is_timestamp(date.type):
-        unit = {"s": 1_000, "ms": 1, "us": 1e-3, "ns": 1e-6}[date.type.unit]
-        raw = date.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        time = (
-            raw // 1_000_000 if unit == 1e-6 else raw // 1000 if unit == 1e-3 else raw * int(unit)
-        ).astype(np.int64)
+        mul, div = {"s": (1_000, 1), "ms": (1, 1), "us": (1, 1_000), "ns": (1, 1_000_000)}[date.type.unit]
+        raw = date.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)
+        # Checked as floats first: seconds scaled to ms could leave int64.
+        _check_times(path, np.floor(raw.astype(np.float64) * mul / div), row_from_0)
+        time = raw * mul // div
+    elif pa.types.is_integer(date.type):
+        raw_any = date.to_numpy(zero_copy_only=False)
+        _check_times(path, raw_any.astype(np.float64), row_from_0)
+        time = raw_any.astype(np.int64)
     else:
-        time = date.to_numpy(zero_copy_only=False).astype(np.int64)
-    cols = [
-        np.ascontiguousarray(table.column(c).to_numpy(zero_copy_only=False), dtype=np.float64)
-        for c in _COLUMNS
-    ]
-    return time, cols
+        raise DataError(
+            f"{path}: column date has type {date.type}; expected a timestamp or integer milliseconds"
+        )
+    cols: list[F64] = []
+    for name in _COLUMNS:
+        column = table.column(name)
+        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+            raise DataError(f"{path}: column {name} has type {column.type}; expected numbers")
+        cols.append(np.ascontiguousarray(column.to_numpy(zero_copy_only=False), dtype=np.float64))
+    return _Read(np.ascontiguousarray(time, dtype=np.int64), cols)
 
 
-def _read_json(path: Path) -> tuple[I64, list[F64]]:
+def _number(x: object) -> float | None:
+    """A JSON value as a float, or None if it is not a number a candle can hold."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    try:
+        return float(x)
+    except OverflowError:  # an integer beyond float64
+        return math.inf
+
+
+def _read_json(path: Path) -> _Read:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON: nested too deeply") from None
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a list of [time, open, high, low, close, volume] rows")
+    arr = np.empty((len(rows), 6), dtype=np.float64)
     for i, r in enumerate(rows):
         if not isinstance(r, list) or len(r) != 6:
-            raise DataError(f"{path}: row {i}: expected [time, open, high, low, close, volume]")
-        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in r):
-            raise DataError(f"{path}: row {i}: a value is not a number")
-    arr = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
-    return arr[:, 0].astype(np.int64), [np.ascontiguousarray(arr[:, k]) for k in range(1, 6)]
+            raise DataError(f"{path}: {row_from_0(i)}: expected [time, open, high, low, close, volume]")
+        values = [_number(x) for x in r]
+        if None in values:
+            raise DataError(f"{path}: {row_from_0(i)}: a value is not a number")
+        problem = time_problem(r[0])  # the value as written: a huge integer stays exact
+        if problem is not None:
+            raise DataError(f"{path}: {row_from_0(i)}: {problem}")
+        arr[i] = values
+    return _Read(arr[:, 0].astype(np.int64), [np.ascontiguousarray(arr[:, k]) for k in range(1, 6)])
 
 
-def _read_csv(path: Path) -> tuple[I64, list[F64]]:
+def _read_csv(path: Path) -> _Read:
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines:
         raise DataError(f"{path}: empty file")
@@ -156,26 +250,43 @@ def _read_csv(path: Path) -> tuple[I64, list[F64]]:
             f"missing {need}"
         )
     idx = [header.index(c) for c in (tcol, *_COLUMNS)]
-    time = np.empty(len(lines) - 1, dtype=np.int64)
-    cols = [np.empty(len(lines) - 1) for _ in _COLUMNS]
-    for row, line in enumerate(lines[1:]):
-        cells = line.split(",")
+    # Blank lines (a trailing one is common) hold no candle; the others keep their editor's number.
+    numbers = [n for n, line in enumerate(lines[1:], start=2) if line.strip()]
+    time = np.empty(len(numbers), dtype=np.int64)
+    cols = [np.empty(len(numbers)) for _ in _COLUMNS]
+    for row, n in enumerate(numbers):
+        cells = lines[n - 1].split(",")
         if len(cells) != len(header):
-            raise DataError(f"{path}: row {row}: {len(cells)} fields, header has {len(header)}")
+            raise DataError(f"{path}: line {n}: {len(cells)} fields, header has {len(header)}")
         try:
             time[row] = _parse_time(cells[idx[0]].strip())
             for k in range(5):
                 cols[k][row] = float(cells[idx[k + 1]])
         except ValueError as e:
-            raise DataError(f"{path}: row {row}: {e}") from None
-    return time, cols
+            raise DataError(f"{path}: line {n}: {e}") from None
+    return _Read(time, cols, lambda i: f"line {numbers[i]}")
 
 
 def _parse_time(s: str) -> int:
+    """A CSV time: integer seconds or milliseconds (by magnitude), or an ISO 8601 date in UTC."""
     if re.fullmatch(r"-?[0-9]+", s):
         v = int(s)
-        return v * 1000 if abs(v) < 10**11 else v  # seconds or milliseconds
-    return int(np.datetime64(s.replace("Z", "").replace("+00:00", ""), "ms").astype(np.int64))
+        ms = v * 1000 if abs(v) < _SECONDS_BELOW else v
+    else:
+        text = s.removesuffix("Z").removesuffix("+00:00")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy warns, then guesses, on a time zone it drops
+                parsed = np.datetime64(text, "ms")
+        except (ValueError, OverflowError, TypeError, Warning):
+            raise ValueError(f"time {s!r} is not a date (expected ms since 1970 or ISO 8601 UTC)") from None
+        if np.isnat(parsed):
+            raise ValueError(f"time {s!r} is not a date (expected ms since 1970 or ISO 8601 UTC)")
+        ms = int(parsed.astype(np.int64))
+    problem = time_problem(ms)
+    if problem is not None:
+        raise ValueError(problem)
+    return ms
 
 
 def read_candles(path: str | Path) -> CandleSeries:
@@ -187,12 +298,17 @@ def read_candles(path: str | Path) -> CandleSeries:
         raise DataError(f"{p}: unsupported file type (expected {', '.join(SUFFIXES)})")
     reader = {".feather": _read_feather, ".json": _read_json, ".csv": _read_csv}[p.suffix]
     try:
-        time, (o, h, lo, c, v) = reader(p)
+        got = reader(p)
     except UnicodeDecodeError:
         raise DataError(f"{p}: not a text file") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read: {e.strerror or e}") from None
+    if len(got.time) == 0:
+        raise DataError(f"no candles in {p}")
     symbol, tf = parse_name(p)
-    series = CandleSeries(symbol, _infer_tf(p, time, tf), time, o, h, lo, c, v, str(p))
-    series.validate()
+    o, h, lo, c, v = got.cols
+    series = CandleSeries(symbol, _infer_tf(p, got.time, tf), got.time, o, h, lo, c, v, str(p))
+    series.validate(got.where)
     return series
 
 
@@ -213,12 +329,57 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def load_universe(paths: Iterable[str | Path]) -> list[CandleSeries]:
-    """Every candle file under ``paths``; one symbol may appear once."""
-    series = [read_candles(p) for p in expand_paths(paths)]
+def load_universe(paths: Iterable[str | Path], detail: str | None = None) -> list[CandleSeries]:
+    """Every candle file under ``paths``; one symbol may appear once. With ``detail`` (a timeframe),
+    files named for that timeframe are left out: they are the detail of the others."""
+    paths = list(paths)
+    if detail is not None:
+        timeframe_ms(detail)  # a bad timeframe is the first thing to say
+    files = expand_paths(paths)
+    if detail is not None:
+        files = [f for f in files if parse_name(f)[1] != detail]
+        if not files:
+            raise DataError(f"no candle files other than the {detail} detail in {', '.join(map(str, paths))}")
+    series = [read_candles(p) for p in files]
     seen: dict[str, str] = {}
     for s in series:
         if s.symbol in seen:
             raise DataError(f"{s.source}: symbol {s.symbol} already read from {seen[s.symbol]}")
         seen[s.symbol] = s.source
     return series
+
+
+def detail_file(path: Path, tf: str) -> Path | None:
+    """The file of the same pair at timeframe ``tf`` beside ``path`` (``TST_USDT-1h.feather`` →
+    ``TST_USDT-5m.feather``, ``.json`` or ``.csv``), or None. Two candidates are a DataError."""
+    pair, own = path.name.split(".")[0].rpartition("-")[0], parse_name(path)[1]
+    if own is None or not pair:
+        return None
+    found = [path.with_name(f"{pair}-{tf}{suffix}") for suffix in SUFFIXES]
+    found = [f for f in found if f.is_file()]
+    if len(found) > 1:
+        raise DataError(f"{path}: more than one {tf} detail file: {', '.join(f.name for f in found)}")
+    return found[0] if found else None
+
+
+def load_detail(series: Sequence[CandleSeries], tf: str) -> tuple[list[CandleSeries], list[str]]:
+    """For each series, its pair's candles at the lower timeframe ``tf`` from the file beside it
+    (read and validated like any candle file), and the symbols that have no such file.
+
+    ``tf`` must divide each series' timeframe into smaller candles (a DataError naming the file if not).
+    """
+    tf_ms = timeframe_ms(tf)
+    found: list[CandleSeries] = []
+    without: list[str] = []
+    for s in series:
+        f = detail_file(Path(s.source), tf)
+        if f is None:
+            without.append(s.symbol)
+            continue
+        if tf_ms >= s.timeframe_ms or s.timeframe_ms % tf_ms:
+            raise DataError(f"{f}: {tf} candles do not divide the {s.source} candles into smaller ones")
+        d = read_candles(f)
+        if d.symbol != s.symbol:
+            raise DataError(f"{f}: symbol {d.symbol}, but {s.source} holds {s.symbol}")
+        found.append(d)
+    return found, without

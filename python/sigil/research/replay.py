@@ -109,6 +109,10 @@ class ReplayResult:
     trade_columns: dict[str, Any] = field(repr=False)
     open_columns: dict[str, Any] = field(repr=False)
     exit_reasons: tuple[str, ...] = ()
+    #: Lower-timeframe candles that moved prices between closes (``replay_series(detail=...)``).
+    detail_candles: int = 0
+    #: Per symbol with detail: its candles whose detail was incomplete, replayed as without.
+    undetailed: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def trades(self) -> list[Trade]:
@@ -177,7 +181,7 @@ def _lists(columns: dict[str, Any]) -> dict[str, list[Any]]:
     return {k: v.tolist() if hasattr(v, "tolist") else list(v) for k, v in columns.items()}
 
 
-def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
+def _result(raw: dict[str, Any], config: Config, detailed: frozenset[str] = frozenset()) -> ReplayResult:
     names: list[str] = raw["variants"]
     symbols: list[str] = raw["symbols"]
     t, o = raw["trades"], raw["open_positions"]
@@ -208,6 +212,10 @@ def _result(raw: dict[str, Any], config: Config) -> ReplayResult:
         trade_columns=t,
         open_columns=o,
         exit_reasons=tuple(raw["exit_reasons"]),
+        detail_candles=int(raw.get("detail_candles", 0)),
+        undetailed={
+            sym: int(n) for sym, n in zip(symbols, raw.get("undetailed", ()), strict=False) if sym in detailed
+        },
     )
 
 
@@ -215,14 +223,26 @@ def replay_series(
     series: Sequence[CandleSeries],
     config: Config,
     progress: Callable[[int, int], object] | None = None,
+    detail: Sequence[CandleSeries] = (),
 ) -> ReplayResult:
-    """Replays already-loaded candle series through ``config``'s variants."""
+    """Replays already-loaded candle series through ``config``'s variants.
+
+    ``detail``: lower-timeframe candles of some of the symbols (:func:`sigil.data.candles.load_detail`).
+    Between two closes of a symbol they move its prices through the engine's ``on_price``, the call the
+    daemon's exit pass makes with tickers: each detail candle as open, low, high, close (for a long
+    position the adverse price first, so a stop is hit before a new high raises the trail). An exit
+    there is booked at the close time of the detail candle it happened in, filled at the price that
+    hit the stop, as the daemon fills at the ticker; the last detail candle of each candle, which
+    closes with it, is decided by the candle's close. Symbols without detail replay as without it,
+    bit for bit.
+    """
     raw = _core.replay(
         [s.engine_tuple() for s in series],
         [v.engine_params() for v in config.variants],
         progress,
+        [d.engine_tuple() for d in detail] or None,
     )
-    return _result(raw, config)
+    return _result(raw, config, frozenset(d.symbol for d in detail))
 
 
 def replay(
@@ -239,3 +259,19 @@ def replay(
     paths = [data] if isinstance(data, str | Path) else list(data)
     config = load_config(config_dir, tuple(extra_variants))
     return replay_series(load_universe(paths), config, progress)
+
+
+def detail_summary(tf: str, result: ReplayResult, without: Sequence[str]) -> str:
+    """One line for a replay with ``--detail TF``: how many symbols had detail, how many detail
+    candles moved prices, which symbols had no detail file and how many candles lacked detail."""
+    have = len(result.symbols) - len(without)
+    line = f"Detail {tf}: {have} of {len(result.symbols)} symbols, {result.detail_candles:,} {tf} candles"
+    gaps = sum(result.undetailed.values())
+    if gaps:
+        line += f"; {gaps:,} candles with incomplete {tf} detail replayed without"
+    if without:
+        shown = ", ".join(sorted(without)[:10]) + (
+            f" and {len(without) - 10} more" if len(without) > 10 else ""
+        )
+        line += f"; no {tf} detail for {shown}"
+    return line
