@@ -249,10 +249,12 @@ def test_without_the_pre_fix_posture_the_page_says_how_to_add_it() -> None:
     assert_offline(page)
 
 
-def test_names_are_escaped_in_the_page() -> None:
+def test_names_are_escaped_and_the_page_is_the_same_each_time() -> None:
     result = replay(BUNDLED / "NFP_USDT-1h.feather")
     text = tearsheet_html(TradingRun.from_replay(result, "<script>alert(1)</script> & more"))
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in text
+    again = replay(BUNDLED / "NFP_USDT-1h.feather")
+    assert tearsheet_html(TradingRun.from_replay(again, "<script>alert(1)</script> & more")) == text
 
 
 @pytest.mark.postgres
