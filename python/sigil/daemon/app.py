@@ -21,14 +21,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sigil.config import Config, DaemonConfig
 from sigil.daemon import handle
-from sigil.daemon.health import HealthServer
+from sigil.daemon.health import HealthFn, HealthServer, Routes
 from sigil.daemon.metrics import DaemonMetrics
 from sigil.daemon.passes import BREAKOUT, Passes, PassReport
 from sigil.daemon.scheduler import DaemonScheduler
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from sigil.exchange.ccxt_client import ExchangeClient
     from sigil.exchange.settings import ExchangeSettings
     from sigil.notify.sender import NotificationSender
+    from sigil.store import Database
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Daemon:
         handle_signals: bool = True,
         on_pass: Callable[[PassReport], None] | None = None,
         extra_health: Callable[[], dict[str, Any]] | None = None,
+        routes: Sequence[Routes] = (),
         notifications: NotificationSender | None = None,
         mode: str = "paper",
     ) -> None:
@@ -105,6 +107,7 @@ class Daemon:
         self._handle_signals = handle_signals
         self._on_pass = on_pass
         self._extra_health = extra_health
+        self._routes = tuple(routes)
         self.notifications = notifications
         self._mode = mode
         #: Jobs whose last run failed (a run of failures is notified once, at its start).
@@ -289,7 +292,11 @@ class Daemon:
         try:
             if self.health_port is not None:
                 self.health_server = HealthServer(
-                    self.settings.health_host, self.health_port, self.health, self.metrics.render
+                    self.settings.health_host,
+                    self.health_port,
+                    self.health,
+                    self.metrics.render,
+                    self._routes,
                 )
                 self.health_port = await self.health_server.start()
             self.scheduler.start()
@@ -542,6 +549,7 @@ async def _serve(
                     health_port=health_port,
                     handle_signals=handle_signals,
                     extra_health=lambda: {**scanner.describe(), "lease": lease.describe()},
+                    routes=operator_routes(db, config, lambda: daemon.health()),
                     notifications=notifications,
                     mode="live" if live else "paper",
                 )
@@ -570,3 +578,14 @@ async def _reach_exchange(client: ExchangeClient) -> None:
         await client.server_time()
     except ExchangeUnavailable as e:
         raise ExchangeUnavailable(f"cannot reach the exchange at start-up: {e}", e.retry_after_s) from e
+
+
+def operator_routes(db: Database, config: Config, health: HealthFn) -> list[Routes]:
+    """The operator's routes on the health server: the dashboard (``GET /``, ``GET /api/state``) and
+    the control endpoints (on only with ``SIGIL_API_TOKEN``)."""
+    from sigil.config import api_token
+    from sigil.daemon.api import ControlApi
+    from sigil.daemon.dashboard import Dashboard
+
+    names = [v.name for v in config.variants]
+    return [Dashboard(db, config, health).install, ControlApi(db, api_token(), names).install]

@@ -238,8 +238,9 @@ class Scanner:
     async def _breakout(self) -> PassReport:
         t0 = time.perf_counter()
         report = counts = PassReport(BREAKOUT)
-        exits = await self._read_control()
         now = exchange_time = await self.client.server_time()
+        # After the clock: whatever was written before the exchange's time C is in force for C.
+        exits = await self._read_control()
         before = set(self.universe.symbols)
         try:
             await self.universe.refresh_if_due(now)
