@@ -11,6 +11,7 @@ import asyncio
 import sys
 from typing import Any
 
+from sigil.cli.database import add_database_args
 from sigil.errors import EXIT_OK, EXIT_UNAVAILABLE
 
 
@@ -26,13 +27,7 @@ def add_parser(sub: Any) -> None:
             "health port, and each instance's heartbeat. Exit 0 when all pass, 1 when one fails."
         ),
     )
-    p.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
-    p.add_argument(
-        "--database-url",
-        metavar="URL",
-        help="postgresql://… (default: as sigil daemon resolves it: SIGIL_DATABASE_URL, the config, "
-        "else the embedded PostgreSQL)",
-    )
+    add_database_args(p)
     p.add_argument(
         "--exchange-url",
         metavar="URL",

@@ -2,14 +2,17 @@
 
 Every notice has a title that starts with its event's word, then the variant and symbol where there
 is one (``open baseline TST/USDT``, ``close moderate NFP/USDT``, ``stale``, ``summary baseline``), and
-a body of ``field: value`` lines, so a person reads it and a script can split it.
+a body of ``field: value`` lines, one per field of its shape in order (:func:`shown` names and formats
+them), so a person reads it and a script can split it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from sigil.times import iso
 
@@ -42,17 +45,29 @@ _WORD = {NotifyEvent.HEARTBEAT_STALE: "stale", NotifyEvent.DAILY_SUMMARY: "summa
 Level = Literal["info", "success", "warning", "failure"]
 
 
-def _money(x: float) -> str:
-    return f"{x:+.4f}" if x else "0"
-
-
 def _price(x: float) -> str:
     return f"{x:.10g}"
 
 
+def _money(x: float) -> str:
+    return f"{x:+.4f}" if x else "0"
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.0f}s"
+
+
+def shown(
+    label: str | None = None, fmt: Callable[[Any], str] = str, default: Any = dataclasses.MISSING
+) -> Any:
+    """A notice's field as its body shows it: under ``label`` (default: the field's name), as
+    ``fmt(value)``; a field that is None is left out."""
+    return dataclasses.field(default=default, metadata={"label": label, "fmt": fmt})
+
+
 @dataclass(frozen=True)
 class Notice:
-    """One notification. Subclasses set :attr:`event` and give their fields."""
+    """One notification. Subclasses set :attr:`event` and declare their fields with :func:`shown`."""
 
     event: ClassVar[NotifyEvent]
     #: Apprise's message type of this kind of notice (:meth:`level` may choose per notice).
@@ -65,16 +80,23 @@ class Notice:
     @property
     def variant(self) -> str | None:
         """The variant it is about, if any."""
-        return None
+        value = getattr(self, "variant_name", None)
+        return value if isinstance(value, str) else None
 
     @property
     def symbol(self) -> str | None:
         """The symbol it is about, if any."""
-        return None
+        value = getattr(self, "symbol_name", None)
+        return value if isinstance(value, str) else None
 
     def fields(self) -> list[tuple[str, str]]:
-        """The body's ``(field, value)`` pairs, in order."""
-        return []
+        """The body's ``(field, value)`` pairs, in the order the shape declares them."""
+        out = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out.append((f.metadata.get("label") or f.name, f.metadata.get("fmt", str)(value)))
+        return out
 
     def title(self) -> str:
         """The event's word, then the variant and symbol where there is one."""
@@ -88,18 +110,10 @@ class Notice:
 
 @dataclass(frozen=True)
 class _Trade(Notice):
-    variant_name: str
-    symbol_name: str
+    """A notice about one variant's symbol."""
 
-    @property
-    def variant(self) -> str | None:
-        """The variant that traded."""
-        return self.variant_name
-
-    @property
-    def symbol(self) -> str | None:
-        """The symbol it traded."""
-        return self.symbol_name
+    variant_name: str = shown("variant")
+    symbol_name: str = shown("symbol")
 
 
 @dataclass(frozen=True)
@@ -107,26 +121,13 @@ class PositionOpened(_Trade):
     """A position opened (committed in the database)."""
 
     event: ClassVar[NotifyEvent] = NotifyEvent.OPEN
-    position_id: int
-    price: float
-    qty: float
-    stake: float
-    stop_pct: float
-    stop_price: float
-    at_ms: int
-
-    def fields(self) -> list[tuple[str, str]]:
-        """Variant, symbol, price, stake, stop, position, market time."""
-        return [
-            ("variant", self.variant_name),
-            ("symbol", self.symbol_name),
-            ("price", _price(self.price)),
-            ("qty", f"{self.qty:.10g}"),
-            ("stake", f"{self.stake:.2f}"),
-            ("stop", f"{_price(self.stop_price)} ({self.stop_pct:.2%})"),
-            ("position", str(self.position_id)),
-            ("at", iso(self.at_ms)),
-        ]
+    position_id: int = shown("position")
+    price: float = shown(fmt=_price)
+    qty: float = shown(fmt=_price)
+    stake: float = shown(fmt="{:.2f}".format)
+    stop_pct: float = shown(fmt="{:.2%}".format)
+    stop_price: float = shown("stop", fmt=_price)
+    at_ms: int = shown("at", fmt=iso)
 
 
 @dataclass(frozen=True)
@@ -134,27 +135,15 @@ class PositionClosed(_Trade):
     """A position closed, with why and its P&L (quote currency, fees included)."""
 
     event: ClassVar[NotifyEvent] = NotifyEvent.CLOSE
-    position_id: int
-    price: float
-    reason: str
-    pnl: float
-    at_ms: int
+    position_id: int = shown("position")
+    price: float = shown(fmt=_price)
+    reason: str = shown()
+    pnl: float = shown(fmt=_money)
+    at_ms: int = shown("at", fmt=iso)
 
     def level(self) -> Level:
         """Success for a gain, warning for a loss."""
         return "success" if self.pnl >= 0 else "warning"
-
-    def fields(self) -> list[tuple[str, str]]:
-        """Variant, symbol, price, reason, P&L, position, market time."""
-        return [
-            ("variant", self.variant_name),
-            ("symbol", self.symbol_name),
-            ("price", _price(self.price)),
-            ("reason", self.reason),
-            ("pnl", _money(self.pnl)),
-            ("position", str(self.position_id)),
-            ("at", iso(self.at_ms)),
-        ]
 
 
 @dataclass(frozen=True)
@@ -162,21 +151,10 @@ class OrderFilled(_Trade):
     """A live order's fill, as the exchange reported it."""
 
     event: ClassVar[NotifyEvent] = NotifyEvent.FILL
-    position_id: int
-    price: float
-    qty: float
-    order_id: str | None
-
-    def fields(self) -> list[tuple[str, str]]:
-        """Variant, symbol, price, qty, position, the exchange's order id."""
-        return [
-            ("variant", self.variant_name),
-            ("symbol", self.symbol_name),
-            ("price", _price(self.price)),
-            ("qty", f"{self.qty:.10g}"),
-            ("position", str(self.position_id)),
-            ("order", self.order_id or "-"),
-        ]
+    position_id: int = shown("position")
+    price: float = shown(fmt=_price)
+    qty: float = shown(fmt=_price)
+    order_id: str | None = shown("order")
 
 
 @dataclass(frozen=True)
@@ -185,16 +163,9 @@ class OrderFailed(_Trade):
 
     event: ClassVar[NotifyEvent] = NotifyEvent.ORDER_FAILED
     kind_level: ClassVar[Level] = "failure"
-    side: str
-    error: str
-    position_id: int | None = None
-
-    def fields(self) -> list[tuple[str, str]]:
-        """Variant, symbol, side, error, position."""
-        out = [("variant", self.variant_name), ("symbol", self.symbol_name), ("side", self.side)]
-        if self.position_id is not None:
-            out.append(("position", str(self.position_id)))
-        return [*out, ("error", self.error)]
+    side: str = shown()
+    error: str = shown()
+    position_id: int | None = shown("position", default=None)
 
 
 @dataclass(frozen=True)
@@ -203,19 +174,9 @@ class OutcomeUnknown(_Trade):
 
     event: ClassVar[NotifyEvent] = NotifyEvent.OUTCOME_UNKNOWN
     kind_level: ClassVar[Level] = "failure"
-    side: str
-    client_order_id: str
-    error: str
-
-    def fields(self) -> list[tuple[str, str]]:
-        """Variant, symbol, side, the order's client id, error."""
-        return [
-            ("variant", self.variant_name),
-            ("symbol", self.symbol_name),
-            ("side", self.side),
-            ("order", self.client_order_id),
-            ("error", self.error),
-        ]
+    side: str = shown()
+    client_order_id: str = shown("order")
+    error: str = shown()
 
 
 @dataclass(frozen=True)
@@ -224,12 +185,8 @@ class PassFailed(Notice):
 
     event: ClassVar[NotifyEvent] = NotifyEvent.PASS_FAILED
     kind_level: ClassVar[Level] = "failure"
-    job: str
-    error: str
-
-    def fields(self) -> list[tuple[str, str]]:
-        """The pass and its error."""
-        return [("pass", self.job), ("error", self.error)]
+    job: str = shown("pass")
+    error: str = shown()
 
 
 @dataclass(frozen=True)
@@ -238,12 +195,8 @@ class Rearmed(Notice):
 
     event: ClassVar[NotifyEvent] = NotifyEvent.REARMED
     kind_level: ClassVar[Level] = "warning"
-    instance: str
-    overdue: str
-
-    def fields(self) -> list[tuple[str, str]]:
-        """The instance and the passes that were overdue."""
-        return [("instance", self.instance), ("overdue", self.overdue)]
+    instance: str = shown()
+    overdue: str = shown()
 
 
 @dataclass(frozen=True)
@@ -252,17 +205,9 @@ class HeartbeatStale(Notice):
 
     event: ClassVar[NotifyEvent] = NotifyEvent.HEARTBEAT_STALE
     kind_level: ClassVar[Level] = "failure"
-    instance: str
-    age_s: float
-    max_age_s: float
-
-    def fields(self) -> list[tuple[str, str]]:
-        """The instance, the heartbeat's age and its bound."""
-        return [
-            ("instance", self.instance),
-            ("age", f"{self.age_s:.0f}s"),
-            ("max_age", f"{self.max_age_s:g}s"),
-        ]
+    instance: str = shown()
+    age_s: float = shown("age", fmt=_seconds)
+    max_age_s: float = shown("max_age", fmt=_seconds)
 
 
 @dataclass(frozen=True)
@@ -270,15 +215,10 @@ class Started(Notice):
     """The daemon started its scheduler."""
 
     event: ClassVar[NotifyEvent] = NotifyEvent.STARTED
-    instance: str
-    mode: str
-    variants: str
-    address: str | None = None
-
-    def fields(self) -> list[tuple[str, str]]:
-        """The instance, paper or live, its variants, where its HTTP server listens."""
-        out = [("instance", self.instance), ("mode", self.mode), ("variants", self.variants)]
-        return [*out, ("http", self.address)] if self.address else out
+    instance: str = shown()
+    mode: str = shown()
+    variants: str = shown()
+    address: str | None = shown("http", default=None)
 
 
 @dataclass(frozen=True)
@@ -286,17 +226,13 @@ class Stopped(Notice):
     """The daemon stopped, why, and its exit status."""
 
     event: ClassVar[NotifyEvent] = NotifyEvent.STOPPED
-    instance: str
-    reason: str
-    exit_code: int
+    instance: str = shown()
+    reason: str = shown()
+    exit_code: int = shown("exit")
 
     def level(self) -> Level:
         """Info for a clean stop, failure otherwise."""
         return "info" if self.exit_code == 0 else "failure"
-
-    def fields(self) -> list[tuple[str, str]]:
-        """The instance, the reason, the exit status."""
-        return [("instance", self.instance), ("reason", self.reason), ("exit", str(self.exit_code))]
 
 
 @dataclass(frozen=True)
@@ -304,27 +240,10 @@ class DailySummary(Notice):
     """One variant's market day: trades closed and their P&L, and the book now."""
 
     event: ClassVar[NotifyEvent] = NotifyEvent.DAILY_SUMMARY
-    variant_name: str
-    day: str
-    closes: int
-    pnl: float
-    balance: float
-    equity: float
-    open_positions: int
-
-    @property
-    def variant(self) -> str | None:
-        """The variant summarised."""
-        return self.variant_name
-
-    def fields(self) -> list[tuple[str, str]]:
-        """Day, closes, P&L, balance, equity, open positions."""
-        return [
-            ("variant", self.variant_name),
-            ("day", self.day),
-            ("closes", str(self.closes)),
-            ("pnl", _money(self.pnl)),
-            ("balance", f"{self.balance:.2f}"),
-            ("equity", f"{self.equity:.2f}"),
-            ("open", str(self.open_positions)),
-        ]
+    variant_name: str = shown("variant")
+    day: str = shown()
+    closes: int = shown()
+    pnl: float = shown(fmt=_money)
+    balance: float = shown(fmt="{:.2f}".format)
+    equity: float = shown(fmt="{:.2f}".format)
+    open_positions: int = shown("open")
