@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from sigil.cli import main
 from sigil.config import default_config_dir
 from sigil.exchange.sim import SimExchange
 from sigil.store import Database, HeartbeatStore, PassStats
-from tests.support.daemon_stack import cut, sigil_env
+from tests.support.daemon_stack import cut
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -36,19 +36,18 @@ def config_with_port(dest: Path, port: int) -> Path:
     return dest
 
 
-async def doctor(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sigil",
-        "doctor",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**sigil_env(), **(env or {})},
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 90)
-    return int(proc.returncode or 0), out.decode().splitlines()
+async def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    """``sigil doctor ARGS`` in this process (in a thread: it runs its own event loop, the simulator
+    runs on this one): its exit status and its lines."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["doctor", *args])
+    return code, capsys.readouterr().out.splitlines()
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SIGIL_API_KEY", "SIGIL_API_SECRET", "SIGIL_API_TOKEN", "SIGIL_EXCHANGE_URL", "SIGIL_HOME"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def verdicts(lines: list[str]) -> dict[str, str]:
@@ -61,7 +60,7 @@ def verdicts(lines: list[str]) -> dict[str, str]:
 
 
 async def test_every_check_passes_against_the_test_database_and_a_simulator(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     series = cut(tmp_path / "data", {"DOGE": (0, 200)})
     sim = SimExchange(series, speed=0, start_ms=int(series[0].time[100]))
@@ -73,7 +72,7 @@ async def test_every_check_passes_against_the_test_database_and_a_simulator(
     await db.close()
     try:
         code, lines = await doctor(
-            "--config", str(cfg), "--database-url", db_url, "--exchange-url", str(sim.url)
+            capsys, "--config", str(cfg), "--database-url", db_url, "--exchange-url", str(sim.url)
         )
     finally:
         await sim.stop()
@@ -93,14 +92,16 @@ async def test_every_check_passes_against_the_test_database_and_a_simulator(
 
 
 async def test_a_closed_exchange_port_missing_keys_and_a_taken_port_fail_and_exit_1(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SIGIL_API_KEY", "key-value-never-shown-42")
     closed = free_port()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         cfg = config_with_port(tmp_path / "cfg", int(taken.getsockname()[1]))
         code, lines = await doctor(
+            capsys,
             "--config",
             str(cfg),
             "--database-url",
@@ -108,7 +109,6 @@ async def test_a_closed_exchange_port_missing_keys_and_a_taken_port_fail_and_exi
             "--exchange-url",
             f"http://127.0.0.1:{closed}",
             "--live",
-            env={"SIGIL_API_KEY": "key-value-never-shown-42"},
         )
     got = verdicts(lines)
     assert code == 1, "\n".join(lines)
@@ -121,12 +121,12 @@ async def test_a_closed_exchange_port_missing_keys_and_a_taken_port_fail_and_exi
     assert len(lines) == len(got), "one line per check"
 
 
-async def test_a_bad_config_is_a_failed_check(tmp_path: Path) -> None:
+async def test_a_bad_config_is_a_failed_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config_with_port(tmp_path / "cfg", 0)
     (cfg / "sigil.yaml").write_text(
         (cfg / "sigil.yaml").read_text() + "\nnotify:\n  events: [open, opened]\n"
     )
-    code, lines = await doctor("--config", str(cfg))
+    code, lines = await doctor(capsys, "--config", str(cfg))
     assert code == 1
     assert len(lines) == 1 and lines[0].startswith("FAIL  config"), lines
     assert "notify.events" in lines[0] and "'opened'" in lines[0]
