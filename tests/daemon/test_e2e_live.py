@@ -33,6 +33,7 @@ from tests.support.daemon_stack import (
     span,
     wait_until,
 )
+from tests.support.receivers import JsonReceiver, body_fields
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -48,6 +49,10 @@ LIVE = ("--live", "--set", "exchange.timeout_s=0.4", "--set", "exchange.retries=
 
 def keys_env() -> dict[str, str]:
     return {"SIGIL_API_KEY": KEY, "SIGIL_API_SECRET": SECRET}
+
+
+#: The live notices, sent to a webhook receiver on 127.0.0.1.
+NOTIFY = ("--set", "notify.events=[fill, order_failed, outcome_unknown]")
 
 
 def test_live_without_keys_exits_2_before_touching_anything() -> None:
@@ -84,10 +89,13 @@ async def test_live_daemon_books_what_the_exchange_filled(tmp_path: Path, pg: An
     )
     sim = SimExchange(series, speed=SPEED, start_ms=first, faults=faults, balances={"USDT": ACCOUNT_USDT})
     await sim.start(0)
+    hook = JsonReceiver()
+    await hook.start()
+    env = {**keys_env(), "SIGIL_NOTIFY_URLS": f"json://127.0.0.1:{hook.port}/"}
     try:
         until = last - 3_600_000
         d = DaemonProcess.spawn(
-            tmp_path / "daemon.log", url, str(sim.url), *LIVE, "--until", str(until), env=keys_env()
+            tmp_path / "daemon.log", url, str(sim.url), *LIVE, *NOTIFY, "--until", str(until), env=env
         )
         await wait_until(lambda: d.proc.poll() is not None or health_port(d.text()) is not None, timeout=60)
         port = health_port(d.text())
@@ -100,12 +108,13 @@ async def test_live_daemon_books_what_the_exchange_filled(tmp_path: Path, pg: An
         # The exchange recovers; one more pass settles whatever the last one left unknown.
         sim.faults = Faults()
         d2 = DaemonProcess.spawn(
-            tmp_path / "daemon.log", url, str(sim.url), *LIVE, "--max-passes", "1", env=keys_env()
+            tmp_path / "daemon.log", url, str(sim.url), *LIVE, *NOTIFY, "--max-passes", "1", env=env
         )
         assert await d2.wait(60) == 0, d2.text()[-3000:]
         text = d.text()
     finally:
         await sim.stop()
+        await hook.stop()
 
     assert "LIVE: real orders" in text
     assert KEY not in text and SECRET not in text, "a key reached the daemon's output"
@@ -149,6 +158,18 @@ async def test_live_daemon_books_what_the_exchange_filled(tmp_path: Path, pg: An
         url, "SELECT position_id, detail FROM events WHERE kind = 'error' AND reason = 'order_failed'"
     )
     assert {e["position_id"] for e in errors} == {p["id"] for p in failed}
+
+    # Notified: every exchange fill once; every order that failed, and every open whose outcome was
+    # unknown for a while (the buys' error events), once each.
+    notices = [(str(b["title"]).split()[0], body_fields(b)) for _, b in hook.posts]
+    fills = sorted(int(f["position"]) for kind, f in notices if kind == "fill")
+    assert fills == sorted(p["id"] for p in filled)
+    buys_failed = [int(f["position"]) for kind, f in notices if kind == "order_failed" and f["side"] == "buy"]
+    assert buys_failed and len(set(buys_failed)) == len(buys_failed)
+    assert set(buys_failed) <= {p["id"] for p in failed}  # the rest were unknown, then never executed
+    unknown_buys = [f for kind, f in notices if kind == "outcome_unknown" and f["side"] == "buy"]
+    assert len(unknown_buys) == unknown[0]["n"]
+    assert all(f["order"].startswith("sigil-o") for f in unknown_buys)
 
 
 async def test_a_restart_settles_the_reservations_a_crash_left(tmp_path: Path, pg: Any) -> None:
