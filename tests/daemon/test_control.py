@@ -15,9 +15,8 @@ from sigil.cli import main
 from sigil.config import load_config
 from sigil.daemon.api import ControlApi
 from sigil.daemon.health import HealthServer
-from sigil.exchange.sim import SimExchange
 from sigil.store import Database
-from tests.support.daemon_stack import config, cut, rows, span
+from tests.support.daemon_stack import rows
 from tests.support.stepped_daemon import SteppedDaemon
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
@@ -122,12 +121,8 @@ async def test_pause_stops_opens_not_exits_and_exit_sells_at_the_next_pass(
     tmp_path: Path, pg: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIGIL_API_TOKEN", TOKEN)
-    series = cut(tmp_path / "data", SPEC)
-    first, end = span(series)
-    url = await asyncio.to_thread(pg.create_database, migrated=True)
-    sim = SimExchange(series, speed=0, start_ms=first)
-    await sim.start(0)
-    stack = SteppedDaemon(sim, url, config(), end, STEP_MS)
+    stack = await SteppedDaemon.over(tmp_path / "data", SPEC, pg, STEP_MS)
+    url = stack.url
     try:
         await stack.start()
         # Trading: wait for an open, then `sigil exit` it; the next pass sells it, reason manual.
@@ -188,7 +183,6 @@ async def test_pause_stops_opens_not_exits_and_exit_sells_at_the_next_pass(
         await stack.stop()
     finally:
         await stack.close()
-        await sim.stop()
     by = [(e["reason"], e["detail"]["by"]) for e in control_rows(url)[2]]
     user = getpass.getuser() + "@"
     assert [r for r, _ in by] == ["exit", "pause", "resume", "pause"]

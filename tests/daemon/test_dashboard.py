@@ -15,7 +15,7 @@ import pytest
 
 from sigil.cli import main
 from tests.support.browser import Browser, require_chromium
-from tests.support.daemon_stack import config, cut, rows, span
+from tests.support.daemon_stack import rows
 from tests.support.stepped_daemon import SteppedDaemon
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
@@ -44,14 +44,8 @@ async def test_the_dashboard_shows_the_databases_figures(
     tmp_path: Path, pg: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     require_chromium()
-    series = cut(tmp_path / "data", SPEC)
-    first, end = span(series)
-    url = await asyncio.to_thread(pg.create_database, migrated=True)
-    from sigil.exchange.sim import SimExchange
-
-    sim = SimExchange(series, speed=0, start_ms=first)
-    await sim.start(0)
-    stack = SteppedDaemon(sim, url, config(), end, STEP_MS)
+    stack = await SteppedDaemon.over(tmp_path / "data", SPEC, pg, STEP_MS)
+    url = stack.url
     caplog.set_level(logging.INFO, logger="sigil.daemon.health.address")
     try:
         await stack.start()
@@ -85,7 +79,6 @@ async def test_the_dashboard_shows_the_databases_figures(
         await stack.stop()
     finally:
         await stack.close()
-        await sim.stop()
 
     assert page.console_errors == []
     assert page.requests == [stack_url := page.url], f"the page fetched more than itself: {page.requests}"

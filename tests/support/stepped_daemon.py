@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 from sigil.config import Config
 from sigil.daemon import handle
@@ -14,7 +15,7 @@ from sigil.daemon.app import Daemon, RunLimits, serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
 from sigil.exchange.sim import SimExchange
-from tests.support.daemon_stack import cancel, wait_until
+from tests.support.daemon_stack import cancel, config, cut, span, wait_until
 
 
 class SteppedDaemon:
@@ -24,6 +25,19 @@ class SteppedDaemon:
         self.sim, self.url, self.cfg, self.end_ms, self.step_ms = sim, url, cfg, end_ms, step_ms
         self.seen: list[int] = []
         self.task: asyncio.Task[int] | None = None
+
+    @classmethod
+    async def over(
+        cls, data: Path, spec: dict[str, tuple[int, int]], pg: Any, step_ms: int, cfg: Config | None = None
+    ) -> SteppedDaemon:
+        """A daemon (not started) on a fresh migrated database of ``pg``, against a frozen simulator of
+        the bundled candles cut by ``spec`` into ``data`` (see :func:`~tests.support.daemon_stack.cut`)."""
+        series = cut(data, spec)
+        first, end = span(series)
+        url = await asyncio.to_thread(pg.create_database, migrated=True)
+        sim = SimExchange(series, speed=0, start_ms=first)
+        await sim.start(0)
+        return cls(sim, url, cfg or config(), end, step_ms)
 
     def _on_pass(self, _scanner: Scanner, report: PassReport) -> None:
         if report.market_time_ms is not None:
@@ -83,6 +97,7 @@ class SteppedDaemon:
         assert await asyncio.wait_for(self.task, 30) == 0
 
     async def close(self) -> None:
-        """Cancels a daemon still running (after a failed test)."""
+        """Cancels a daemon still running (after a failed test) and stops the simulator."""
         if self.task is not None:
             await cancel(self.task)
+        await self.sim.stop()
