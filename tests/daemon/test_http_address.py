@@ -5,6 +5,7 @@ the database is written to."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -56,10 +57,12 @@ def test_a_taken_health_port_is_named_and_exit_2_before_anything_starts(db_url: 
 
 def test_a_public_health_host_needs_an_api_token(db_url: str) -> None:
     before = written(db_url)
-    r = daemon(db_url, "--health-port", "0", "--set", "daemon.health_host=0.0.0.0")
+    r = daemon(db_url, "--health-port", "0", "--set", "daemon.health_host=0.0.0.0", "--log-format", "json")
     assert r.returncode == 2, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
-    assert "daemon.health_host" in r.stderr and "SIGIL_API_TOKEN" in r.stderr
+    (line,) = r.stderr.strip().splitlines()  # with JSON logs, the one line is a JSON record too
+    record = json.loads(line)
+    assert record["level"] == "ERROR" and record["message"].startswith("sigil daemon: error: ")
+    assert "daemon.health_host" in record["message"] and "SIGIL_API_TOKEN" in record["message"]
     assert written(db_url) == before
 
 

@@ -23,6 +23,7 @@ from sigil.config import apply_overrides, load_config, notify_urls
 from sigil.daemon.app import RunLimits, serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
+from sigil.errors import SigilError, exit_status
 from sigil.times import from_ms
 
 #: Without a terminal, the progress line is printed at most this often (seconds).
@@ -176,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     limits = RunLimits(
         max_passes=args.max_passes, duration_s=args.duration, until_exhausted=args.until is not None
     )
-    # Errors end up in sigil.cli.main, which prints one line and maps them to their exit status.
+    # Errors end up in sigil.cli.main, which prints one line and maps them to their exit status; with
+    # JSON logs that line is a JSON record too (every stderr line is JSON).
     try:
         return asyncio.run(
             serve(
@@ -191,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
                 standby=args.standby,
             )
         )
+    except (SigilError, ValueError, OSError) as e:
+        if fmt != "json":
+            raise
+        logging.getLogger("sigil.cli").error("sigil daemon: error: %s", e)
+        return exit_status(e)
     finally:
         if progress is not None:
             progress.end()
