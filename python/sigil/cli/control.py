@@ -32,6 +32,17 @@ HELP = {
 }
 
 
+#: What ``--help`` says about each command.
+DESCRIPTION = {
+    "pause": "Stop new opens (exits go on) on every daemon that shares the database, from its next pass "
+    "until `sigil resume`, across restarts. --instance and --variant narrow it to one daemon instance or "
+    "one variant. Recorded in the audit log with the OS user who asked.",
+    "resume": "Lift the pauses inside the scope (default: every pause). Recorded in the audit log.",
+    "exit": "Ask for one open position to be sold at the market (exit reason manual); the daemon holding "
+    "it sells it at its next pass. Recorded in the audit log. Exit 2 when the position is not open.",
+}
+
+
 def requester() -> str:
     """Who asked, for the audit log: the OS user and the host."""
     return f"{getpass.getuser()}@{socket.gethostname()}"
@@ -41,7 +52,9 @@ def parser(command: str) -> Callable[[Any], None]:
     """The ``add_parser`` of ``command`` (pause, resume or exit)."""
 
     def add_parser(sub: Any) -> None:
-        p: argparse.ArgumentParser = sub.add_parser(command, help=HELP[command], description=__doc__)
+        p: argparse.ArgumentParser = sub.add_parser(
+            command, help=HELP[command], description=DESCRIPTION[command]
+        )
         add_database_args(p)
         if command == "exit":
             p.add_argument("position_id", type=positive_int, metavar="POSITION_ID", help="the position's id")
