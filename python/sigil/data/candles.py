@@ -174,6 +174,8 @@ def _read_feather(path: Path) -> _Read:
     twice = [c for c in ("date", *_COLUMNS) if names.count(c) > 1]
     if twice:
         raise DataError(f"{path}: column(s) {', '.join(twice)} given twice")
+    if table.num_rows == 0:  # said as "no candles", whatever types the empty columns have
+        return _Read(np.empty(0, np.int64), [np.empty(0) for _ in _COLUMNS])
     for name in ("date", *_COLUMNS):
         column = table.column(name)
         if column.null_count:
@@ -276,9 +278,10 @@ def _parse_time(s: str) -> int:
         text = s.removesuffix("Z").removesuffix("+00:00")
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error")  # numpy warns, then guesses, on a time zone it drops
+                # An offset other than UTC's is converted to UTC correctly; numpy still warns.
+                warnings.simplefilter("ignore", UserWarning)
                 parsed = np.datetime64(text, "ms")
-        except (ValueError, OverflowError, TypeError, Warning):
+        except (ValueError, OverflowError, TypeError):
             raise ValueError(f"time {s!r} is not a date (expected ms since 1970 or ISO 8601 UTC)") from None
         if np.isnat(parsed):
             raise ValueError(f"time {s!r} is not a date (expected ms since 1970 or ISO 8601 UTC)")
