@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sigil.errors import PositionNotOpen
+from sigil.errors import DatabaseUnavailable, PositionNotOpen
 from sigil.store.control import ALL, ControlStore
 from sigil.store.db import Database
 
@@ -62,6 +62,8 @@ class ControlApi:
                 return await handler(request)
             except ValueError as e:
                 return _error(400, str(e))
+            except DatabaseUnavailable as e:
+                return _error(503, f"nothing written: {e}")
 
         return guarded
 

@@ -9,6 +9,7 @@ One function, :meth:`Dashboard.state`, builds the state from the database (the b
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sigil.config import Config
+from sigil.errors import DatabaseUnavailable
 from sigil.report.book import load_book, trade_json
 from sigil.report.charts import bar_chart_svg, line_chart_svg
 from sigil.store import EventStore, HeartbeatStore, Position
@@ -167,12 +169,20 @@ class Dashboard:
 
     async def _page(self, _request: web.Request) -> web.Response:
         t0 = time.perf_counter()
-        body = self.render(await self.state())
+        try:
+            body = self.render(await self.state())
+        except DatabaseUnavailable as e:
+            # The daemon outlives its database; so does its page, which says why it is empty.
+            page = f"<!doctype html><meta http-equiv=refresh content={REFRESH_S}><p>{html.escape(str(e))}"
+            return web.Response(text=page, status=503, content_type="text/html", charset="utf-8")
         log.debug("dashboard rendered in %.3fs", time.perf_counter() - t0)
         return web.Response(text=body, content_type="text/html", charset="utf-8")
 
     async def _state(self, _request: web.Request) -> web.Response:
-        return web.json_response(await self.state())
+        try:
+            return web.json_response(await self.state())
+        except DatabaseUnavailable as e:
+            return web.json_response({"error": str(e)}, status=503)
 
 
 def _closing(p: Position) -> tuple[int, int]:
