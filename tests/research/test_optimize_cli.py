@@ -61,7 +61,8 @@ def study(pg: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Pa
     out = tmp_path_factory.mktemp("optimize") / "best.yaml"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = main(["optimize", *SMALL, "--study", "small", "--database-url", url, "--export", str(out)])
+        code = main(["optimize", *SMALL, "--study", "small", "--database-url", url, "--export", str(out),
+                     "--html", str(out.with_suffix(".html"))])  # fmt: skip
     assert code == 0, buf.getvalue()
     yield url, out, buf.getvalue()
     cm.__exit__(None, None, None)
@@ -76,6 +77,15 @@ def test_the_report_sets_in_sample_beside_out_of_sample_per_fold(study: tuple[st
     assert "Stitched out-of-sample equity" in text
     assert "fold 1: 3 trials, PBO" in text and "DSR" in text
     assert any(line.startswith("Verdict: ") for line in text.splitlines())
+
+
+def test_the_html_page_has_the_comparison_and_the_search(study: tuple[str, Path, str]) -> None:
+    _url, out, _text = study
+    page = out.with_suffix(".html").read_text()
+    assert "In sample and out of sample" in page and "Verdict: " in page
+    assert "stitched out-of-sample equity" in page
+    assert "small-fold1: best so far" in page and "small-fold2: parameter importances" in page
+    assert page.count("<svg") >= 6
 
 
 def test_the_export_replays_to_the_reported_out_of_sample_figures(

@@ -1,6 +1,6 @@
 """``sigil optimize --data PATH... [--space FILE] [--objective NAME[,NAME]] [--trials N] [--min-trades N]
 [--folds N [--anchored]] [--workers N] [--study NAME [--join | --resume | --show]] [--database-url URL]
-[--export OUT.yaml] [--batch N] [--seed N]``.
+[--export OUT.yaml] [--html OUT.html] [--batch N] [--seed N]``.
 
 Everything the search needs is checked before the database is touched (space, objective, data,
 folds, output folders); a study that exists with another space or objective is refused before
@@ -67,6 +67,7 @@ def add_parser(sub: Any) -> None:
     mode.add_argument("--resume", action="store_true", help="continue a study as stored")
     mode.add_argument("--show", action="store_true", help="print the study's state, run nothing")
     p.add_argument("--export", metavar="OUT.yaml", help="write the chosen posture as a variant overlay")
+    p.add_argument("--html", metavar="OUT.html", help="write the report with its charts as one HTML page")
     p.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, metavar="N",
                    help=f"postures replayed together (default {DEFAULT_BATCH})")  # fmt: skip
     p.add_argument("--seed", type=int, metavar="N", help="sampler seed (worker k uses N + k)")
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--data is required (candle files or folders)")
     if args.join and (args.trials or args.folds or args.space or args.anchored):
         raise ValueError("--join takes the study's own settings: drop --trials, --folds, --space, --anchored")
-    for out in (args.export,):
+    for out in (args.export, args.html):
         if out and not Path(out).resolve().parent.is_dir():
             raise ValueError(f"{out}: the folder does not exist")
     series = load_universe(args.data)
@@ -232,8 +233,10 @@ def _report(
     from sigil.research.out_of_sample import evaluate_fold, stitch
 
     outcomes, missing = [], []
-    for name, spec in zip(names, specs, strict=True):
-        o = evaluate_fold(optuna.load_study(study_name=name, storage=storage), spec, series, config)
+    studies = [optuna.load_study(study_name=name, storage=storage) for name in names]
+    for study, spec in zip(studies, specs, strict=True):
+        name = study.study_name
+        o = evaluate_fold(study, spec, series, config)
         if o is None:
             missing.append(name)
         else:
@@ -246,6 +249,11 @@ def _report(
 
         written = export(args.export, outcomes)
         print(f"wrote {', '.join(str(p) for p in written)}")
+    if args.html:
+        from sigil.research.optimize_html import write_html
+
+        write_html(args.html, f"sigil optimize: study {args.study}", studies, outcomes, stitched)
+        print(f"wrote {args.html}")
     return 0
 
 

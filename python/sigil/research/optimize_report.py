@@ -16,7 +16,7 @@ def _pair(a: str, b: str) -> str:
 
 
 def _objective(values: list[float | None]) -> str:
-    return ", ".join("—" if v is None else f"{v:.3g}" for v in values)
+    return ", ".join("—" if v is None else f"{v:.3g}".replace("-", "−") for v in values)
 
 
 def folds_table(outcomes: Sequence[FoldOutcome]) -> str:

@@ -1,0 +1,146 @@
+"""``sigil optimize``'s two costs, reported, never asserted: the engine's throughput per posture when
+a batch of k postures is replayed in one pass (k = 1, 4, 16, 64, 256 over universe-1h), with the
+issue's goal as a ratio (a batch of 64 at most 5× the time of the shipped 4-variant replay), and the
+share of a trial's time spent in Optuna (sampling, the study's database) versus the engine and the
+figures, from a real study on the test PostgreSQL.
+
+With timing off (``make test``) each runs once on two bundled files and a few trials.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sigil.config import Config, Variant, load_config
+from sigil.data import CandleSeries, load_universe
+from sigil.research.objective import parse_objective
+from sigil.research.optimize import StudyTask, run_studies
+from sigil.research.replay import replay_series
+from sigil.research.search_space import SearchSpace, default_space_path, load_space
+from sigil.research.studies import StudySpec, candles_digest, create_study, open_storage
+from sigil.research.walk_forward import data_span, slice_series, split
+from tests.support.data import BUNDLED
+from tests.support.pg import PgServer
+
+RecordRatio = Callable[..., None]
+
+BATCHES = (1, 4, 16, 64, 256)
+#: Trials of the Optuna-share study: timed, and with timing off.
+STUDY_TRIALS, QUICK_TRIALS = 128, 4
+
+
+@pytest.fixture(scope="module")
+def universe(request: pytest.FixtureRequest, timing_off: bool) -> list[CandleSeries]:
+    """universe-1h (skipped where ../shared/data is absent); two bundled files with timing off."""
+    if timing_off:
+        return load_universe(sorted(BUNDLED.glob("*.feather"))[:2])
+    shared: Path = request.getfixturevalue("shared_data")
+    return load_universe([shared / "universe-1h"])
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config()
+
+
+def postures(space: SearchSpace, config: Config, k: int, seed: int = 0) -> Config:
+    """``k`` postures drawn from the shipped space (uniformly on its grid), as one config of k variants."""
+    rng = random.Random(seed)
+    base = config.settings.defaults
+    variants = []
+    while len(variants) < k:
+        params: dict[str, Any] = {}
+        for key, r in space.params.items():
+            step = r.step or 1.0
+            n = int((r.high - r.low) / step + 1e-9)
+            params[key] = r.low + step * rng.randint(0, n)
+        try:
+            posture = space.posture(base, params)
+        except ValueError:
+            continue
+        variants.append(Variant(name=f"p{len(variants)}", **posture))
+    return config.model_copy(update={"variants": tuple(variants)})
+
+
+def _time(fn: Callable[[], object], rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _say(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    with capsys.disabled():
+        print(f"\n{text}")
+
+
+def test_engine_throughput_by_batch_size(
+    universe: list[CandleSeries], config: Config, timing_off: bool, record_ratio: RecordRatio,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """candle·postures per second for each batch size; the 64-batch over the 4-variant replay."""
+    space = load_space(default_space_path())
+    candles = sum(len(s) for s in universe)
+    shipped = _time(lambda: replay_series(universe, config), 1 if timing_off else 3)
+    lines = [f"shipped 4 variants: {shipped:.3f} s"]
+    seconds: dict[int, float] = {}
+    for k in BATCHES:
+        batch = postures(space, config, k)
+        seconds[k] = _time(lambda b=batch: replay_series(universe, b), 1 if timing_off or k >= 64 else 3)  # type: ignore[misc]
+        lines.append(
+            f"batch {k:>3}: {seconds[k]:7.3f} s  {candles * k / seconds[k] / 1e6:6.2f} M candle·postures/s"
+            f"  ({seconds[k] / k * 1e3:.1f} ms per posture)"
+        )
+    _say(capsys, f"optimize batches over {len(universe)} symbols, {candles:,} candles:\n" + "\n".join(lines))
+    record_ratio(
+        "optimize: batch of 64 postures vs the 4-variant replay (goal <= 5)",
+        seconds[64] / shipped,
+        f"{seconds[64]:.2f} s vs {shipped:.2f} s",
+        better="lower",
+    )
+    assert all(s > 0 for s in seconds.values())
+
+
+def test_optuna_share_of_a_trial(
+    pg: PgServer, timing_off: bool, capsys: pytest.CaptureFixture[str], record_ratio: RecordRatio,
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    """A real study (holdout, batches of 32) on the test PostgreSQL: where a trial's time goes."""
+    paths = (
+        sorted(BUNDLED.glob("*.feather"))[:2]
+        if timing_off
+        else [request.getfixturevalue("shared_data") / "universe-1h"]
+    )
+    series = load_universe(paths)
+    (fold,) = split(data_span(series))
+    train = slice_series(series, fold.train)
+    trials = QUICK_TRIALS if timing_off else STUDY_TRIALS
+    config = load_config()
+    # The figures' first use imports pandas and scipy (seconds): not a trial's cost.
+    _ = replay_series(train[:1], config).performance
+    spec = StudySpec(load_space(default_space_path()), parse_objective("calmar", 0), trials, 32, fold,
+                     config.settings.defaults, candles_digest(train), True)  # fmt: skip
+    with pg.database(migrated=False) as url:
+        storage = open_storage(url, 10)
+        create_study(storage, "bench", spec, True)
+        t = time.perf_counter()
+        stats = run_studies(storage, [StudyTask("bench", spec, train)], config)
+        wall = time.perf_counter() - t
+    share = stats.optuna_s / wall
+    _say(
+        capsys,
+        f"optimize study: {stats.trials} trials in {wall:.1f} s "
+        f"({wall / stats.trials * 1e3:.0f} ms a trial): "
+        f"engine {stats.engine_s / wall:.0%}, figures {stats.figures_s / wall:.0%}, Optuna {share:.0%}",
+    )
+    note = f"{stats.trials} trials, engine {stats.engine_s:.1f} s, Optuna {stats.optuna_s:.1f} s"
+    record_ratio("optimize: Optuna's share of a trial's time (goal <= 0.5)", share, note)
+    assert stats.trials == trials
