@@ -475,9 +475,10 @@ class Scanner:
         report = counts = PassReport(EXIT)
         if self._dirty:
             return report  # nothing trustworthy to check until the next breakout pass rebuilt the engine
-        exits = await self._read_control()
         held = self.state.held()
         if held:
+            # Only a position held can be asked to exit; pauses matter to the breakout pass alone.
+            exits = await self._read_control()
             try:
                 tickers = await self.client.fetch_tickers(sorted(held))
             except (ExchangeUnavailable, ExchangeRejected) as e:
