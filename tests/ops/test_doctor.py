@@ -130,3 +130,12 @@ async def test_a_bad_config_is_a_failed_check(tmp_path: Path, capsys: pytest.Cap
     assert code == 1
     assert len(lines) == 1 and lines[0].startswith("FAIL  config"), lines
     assert "notify.events" in lines[0] and "'opened'" in lines[0]
+
+
+def test_the_embedded_servers_data_directory_is_checked_for_room(tmp_path: Path) -> None:
+    from sigil.ops.doctor import _data_dir_check
+
+    new = _data_dir_check(tmp_path / "home" / "pgdata")
+    assert new.verdict == "ok" and "will be created" in new.detail and "GiB free" in new.detail
+    (tmp_path / "pgdata").mkdir()
+    assert "(exists)" in _data_dir_check(tmp_path / "pgdata").detail
