@@ -162,7 +162,10 @@ def run_studies(
             k = min(task.spec.batch, room)
             trials = _retried(storage, study, task.spec, min(k, state.waiting))
             trials += _claim(storage, study, samplers[task.name], task.spec, k - len(trials), me)
+            trials = _trim(study, task.spec, trials)
             asked = time.perf_counter() - started
+            if not trials:
+                continue
             with Heartbeats(storage, [t._trial_id for t in trials], interval):
                 told = _evaluate(study, task.spec, trials, task.train, config, asked, stats)
             stats.trials += told
@@ -196,6 +199,21 @@ class _Stuck:
                 with contextlib.suppress(RuntimeError, ValueError):
                     study.tell(number, state=TrialState.FAIL)
             self._seen.pop(study.study_name, None)
+
+
+def _trim(study: optuna.Study, spec: StudySpec, trials: list[optuna.Trial]) -> list[optuna.Trial]:
+    """The batch less the trials that took the study past its target: workers that counted the room
+    at the same moment both asked for it. The last ones written are failed, unrun, with the reason."""
+    state = study_state(study)
+    excess = state.finished + state.running + state.waiting - spec.trials
+    if excess <= 0:
+        return trials
+    drop = sorted(trials, key=lambda t: t.number)[len(trials) - min(excess, len(trials)) :]
+    for t in drop:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            t.set_user_attr("result", {"failed": "beyond the study's trial target (another worker took it)"})
+            study.tell(t, state=TrialState.FAIL)
+    return [t for t in trials if t not in drop]
 
 
 def _retried(storage: RDBStorage, study: optuna.Study, spec: StudySpec, n: int) -> list[optuna.Trial]:
