@@ -21,6 +21,7 @@ from sigil.errors import SigilError, exit_status
 #: Only the module of the command being run is imported, so ``sigil probe`` does not load ccxt or numpy.
 COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("replay", "replay candle files through the variants"),
+    "check": ("check", "verify a replay: no look-ahead (lookahead), enough warm-up (warmup)"),
     "download": ("download", "download candle history from the exchange into freqtrade-format files"),
     "migrate": ("migrate", "create or update the database schema (idempotent)"),
     "status": ("status", "open positions, cooldowns, balances and the last heartbeat"),
@@ -28,6 +29,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("daemon", "trade the variants on a schedule, on paper unless --live (SIGTERM: clean stop)"),
     "probe": ("probe", "exit 0 when the scanner heartbeat is fresh, 1 when stale, 2 when it cannot tell"),
     "report": ("report", "the variant table (and equity curves) of what the daemon traded"),
+    "doctor": ("doctor", "check config, database, exchange, keys, ports and heartbeats; exit 1 if one fails"),
+    "optimize": ("optimize", "search postures on Optuna with walk-forward validation"),
+    "pause": (
+        "pause",
+        "stop new opens (exits go on) until `sigil resume`, on every daemon of the database",
+    ),
+    "resume": ("resume", "lift the pauses of `sigil pause`"),
+    "exit": ("exit", "sell one open position at the market at the next pass (exit reason manual)"),
 }
 
 
