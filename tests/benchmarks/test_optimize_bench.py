@@ -20,7 +20,7 @@ import pytest
 from sigil.config import Config, Variant, load_config
 from sigil.data import CandleSeries, load_universe
 from sigil.research.objective import parse_objective
-from sigil.research.optimize import StudyTask, run_studies
+from sigil.research.optimize import ENGINE_CHUNK, StudyTask, run_studies
 from sigil.research.replay import replay_series
 from sigil.research.search_space import SearchSpace, default_space_path, load_space
 from sigil.research.studies import StudySpec, candles_digest, create_study, open_storage
@@ -83,7 +83,7 @@ def _say(capsys: pytest.CaptureFixture[str], text: str) -> None:
 
 
 def test_engine_throughput_by_batch_size(
-    universe: list[CandleSeries], config: Config, timing_off: bool, record_ratio: RecordRatio,
+    benchmark: Any, universe: list[CandleSeries], config: Config, timing_off: bool, record_ratio: RecordRatio,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """candle·postures per second for each batch size; the 64-batch over the 4-variant replay."""
@@ -94,22 +94,46 @@ def test_engine_throughput_by_batch_size(
     seconds: dict[int, float] = {}
     for k in BATCHES:
         batch = postures(space, config, k)
+        if k == 64:
+            # The goal's case is pytest-benchmark's own timing; the others are timed alongside.
+            benchmark.pedantic(
+                replay_series, args=(universe, batch), rounds=1 if timing_off else 3, iterations=1
+            )
         seconds[k] = _time(lambda b=batch: replay_series(universe, b), 1 if timing_off or k >= 64 else 3)  # type: ignore[misc]
         lines.append(
             f"batch {k:>3}: {seconds[k]:7.3f} s  {candles * k / seconds[k] / 1e6:6.2f} M candle·postures/s"
             f"  ({seconds[k] / k * 1e3:.1f} ms per posture)"
         )
+    # How sigil optimize replays a batch of 64: engine calls of ENGINE_CHUNK postures.
+    big = postures(space, config, 64)
+    calls = [
+        big.model_copy(update={"variants": big.variants[lo : lo + ENGINE_CHUNK]})
+        for lo in range(0, 64, ENGINE_CHUNK)
+    ]
+    chunked = _time(lambda: [replay_series(universe, c) for c in calls], 1 if timing_off else 2)
+    lines.append(
+        f"batch  64 in calls of {ENGINE_CHUNK}: {chunked:7.3f} s  {candles * 64 / chunked / 1e6:6.2f} M "
+        f"candle·postures/s  ({chunked / 64 * 1e3:.1f} ms per posture)"
+    )
     _say(capsys, f"optimize batches over {len(universe)} symbols, {candles:,} candles:\n" + "\n".join(lines))
     record_ratio(
-        "optimize: batch of 64 postures vs the 4-variant replay (goal <= 5)",
+        "optimize: batch of 64 postures in one engine call vs the 4-variant replay (goal <= 5)",
         seconds[64] / shipped,
         f"{seconds[64]:.2f} s vs {shipped:.2f} s",
+        better="lower",
+    )
+    record_ratio(
+        f"optimize: batch of 64 postures as sigil optimize runs it (calls of {ENGINE_CHUNK}) vs the "
+        "4-variant replay (goal <= 5)",
+        chunked / shipped,
+        f"{chunked:.2f} s vs {shipped:.2f} s",
         better="lower",
     )
     assert all(s > 0 for s in seconds.values())
 
 
 def test_optuna_share_of_a_trial(
+    benchmark: Any,
     pg: PgServer, timing_off: bool, capsys: pytest.CaptureFixture[str], record_ratio: RecordRatio,
     request: pytest.FixtureRequest,
 ) -> None:  # fmt: skip
@@ -132,7 +156,9 @@ def test_optuna_share_of_a_trial(
         storage = open_storage(url, 10)
         create_study(storage, "bench", spec, True)
         t = time.perf_counter()
-        stats = run_studies(storage, [StudyTask("bench", spec, train)], config)
+        stats = benchmark.pedantic(
+            run_studies, args=(storage, [StudyTask("bench", spec, train)], config), rounds=1, iterations=1
+        )
         wall = time.perf_counter() - t
     share = stats.optuna_s / wall
     _say(

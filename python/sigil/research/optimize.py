@@ -1,8 +1,8 @@
 """One worker of ``sigil optimize``: trials asked of Optuna in batches, each batch replayed in one pass.
 
-A batch of k postures is one config of k variants, replayed together by the engine over the fold's
-training candles (:func:`sigil.research.replay.replay_series`): the candles are validated and packed
-once per batch, and the variants share every pass over them. Each trial is then told its score
+A batch of k postures is replayed by the engine over the fold's training candles in calls of
+:data:`ENGINE_CHUNK` variants (:func:`sigil.research.replay.replay_series`): in each call the candles
+are validated and packed once, and the variants share every pass over them. Each trial is then told its score
 (Optuna's ask-and-tell interface), or told "pruned" when it has no score (fewer closed trades than
 the minimum, an undefined figure, or an impossible posture such as a stop cap below its floor);
 pruned trials count towards ``--trials`` and teach the sampler that their region is worse.
@@ -50,6 +50,11 @@ from sigil.research.studies import FINISHED, StudySpec, study_state
 
 #: Seconds between looks at a study whose remaining trials are all running elsewhere.
 IDLE_POLL_S = 1.0
+#: Postures per engine call. One pass over the candles serves every posture of a call, but each
+#: posture keeps its own state per symbol (ATR, breakout windows, positions); past about 16 postures
+#: on the 109-pair universe that state outgrows the caches and the time per posture triples (see the
+#: README's throughput table), so a batch is replayed in calls of this many.
+ENGINE_CHUNK = 16
 #: Heartbeats a waiting worker gives running trials that show no sign of life before failing them.
 STUCK_HEARTBEATS = 30
 
@@ -296,16 +301,18 @@ def _evaluate(
             continue
         variants[t.number] = Variant(name=f"t{t.number}", **posture)
     suggest_s = time.perf_counter() - started
-    result: ReplayResult | None = None
-    engine_s = 0.0
-    if variants:
-        batch = config.model_copy(update={"variants": tuple(variants.values()), "source": "sigil optimize"})
+    engine_s = figures_s = 0.0
+    outcomes: dict[int, tuple[list[float] | None, str | None, dict[str, Any]]] = {}
+    items = list(variants.items())
+    for lo in range(0, len(items), ENGINE_CHUNK):
+        chunk = items[lo : lo + ENGINE_CHUNK]
+        batch = config.model_copy(update={"variants": tuple(v for _, v in chunk), "source": "sigil optimize"})
         started = time.perf_counter()
         result = replay_series(train, batch)
-        engine_s = time.perf_counter() - started
-    started = time.perf_counter()
-    outcomes = {n: _outcome(spec, result, v) for n, v in variants.items()} if result else {}
-    figures_s = time.perf_counter() - started
+        engine_s += time.perf_counter() - started
+        started = time.perf_counter()
+        outcomes.update({n: _outcome(spec, result, v) for n, v in chunk})
+        figures_s += time.perf_counter() - started
     started = time.perf_counter()
     share_engine = engine_s / max(1, len(variants))
     share_optuna = (asked_s + suggest_s) / len(trials)
