@@ -1,11 +1,13 @@
 """The dashboard of a daemon trading against the simulator, loaded in headless Chromium: no console
 error, no request beyond the page itself, the equity chart drawn, and every figure the database's.
-The test saves the screenshot the README shows (docs/dashboard.png)."""
+The test takes a screenshot; with SIGIL_UPDATE_SCREENSHOTS=1 it replaces the one the README shows
+(docs/dashboard.png), otherwise it goes to the test's temporary folder."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
 SPEC = {"DOGE": (0, 700), "PEPE": (0, 700), "SUI": (0, 700)}
 STEP_MS = 24 * 3_600_000
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 
 
 def cells(dom: str, table: str, cls: str) -> dict[str, str]:
@@ -64,7 +66,8 @@ async def test_the_dashboard_shows_the_databases_figures(
             assert r.status == 200
             state = await r.json()
         async with Browser(width=1280, height=900) as browser:
-            SCREENSHOT.parent.mkdir(exist_ok=True)
+            update = os.environ.get("SIGIL_UPDATE_SCREENSHOTS") == "1"
+            screenshot = DOCS_SCREENSHOT if update else tmp_path / "dashboard.png"
             page = await browser.load(
                 stack.base + "/",
                 selectors=[
@@ -73,7 +76,7 @@ async def test_the_dashboard_shows_the_databases_figures(
                     "#open-positions tr",
                 ],
                 expressions={"refresh": "document.querySelector('meta[http-equiv=refresh]').content"},
-                screenshot=SCREENSHOT,
+                screenshot=screenshot,
                 full_page=True,
             )
         await stack.stop()
@@ -120,5 +123,5 @@ async def test_the_dashboard_shows_the_databases_figures(
     assert state["daemon"]["scheduler"]["state"] == "running" and state["heartbeat"] is not None
     for name, curve in state["equity"].items():
         assert curve["equity"][-1] == accounts[name]["equity"]
-    assert SCREENSHOT.read_bytes()[:4] == b"\x89PNG"
+    assert screenshot.read_bytes()[:4] == b"\x89PNG"
     pg.drop_database(url)
