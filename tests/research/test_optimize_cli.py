@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import optuna
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
+import yaml
 
 from sigil.cli import main
-from sigil.config import load_config
+from sigil.config import default_config_dir, load_config
 from sigil.data.candles import CandleSeries, load_universe
 from sigil.research.out_of_sample import evaluate_fold
 from sigil.research.studies import SPEC_ATTR, family, open_storage, stored_spec
@@ -120,6 +122,21 @@ def test_the_export_replays_to_the_reported_out_of_sample_figures(
         assert got["sharpe"] == oos.sharpe
         assert got["calmar"] == oos.calmar
         assert got["net_pnl"] == oos.net_pnl
+    # A config directory (the daemon's) takes the overlay unchanged as one of its variants.
+    mine = tmp_path / "config"
+    shutil.copytree(default_config_dir(), mine)
+    shutil.copy(out, mine / "variants" / "best.yaml")
+    settings = yaml.safe_load((mine / "sigil.yaml").read_text())
+    settings["variants"] = [*settings["variants"], "best"]
+    (mine / "sigil.yaml").write_text(yaml.safe_dump(settings))
+    last = evaluate_fold(
+        optuna.load_study(study_name=names[-1], storage=storage),
+        stored_spec(storage, names[-1]),
+        series,
+        config,
+    )
+    assert last is not None
+    assert load_config(mine).variant("best").model_dump(exclude={"name"}) == last.posture
     # The last fold's posture is the one exported as the file itself.
     assert out.read_text().split("\n", 2)[2] == out.with_name("best-fold2.yaml").read_text().split("\n", 2)[2]
 
