@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-stamp
 DATA ?= data
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run replay test long bench lint fmt build-dev wheel clean rust-test py-test stubtest
+.PHONY: run replay test long bench bench-save bench-check lint fmt build-dev wheel clean rust-test py-test stubtest browser
 
 ## The venv: exactly pyproject.toml's build backend, dependencies and `dev` extra (listed there once,
 ## printed by tools/dev_requirements.py); the project itself is built by `maturin develop`, not installed.
@@ -60,28 +60,73 @@ stubtest: build-dev
 rust-test:
 	cargo test --workspace --exclude sigil-core -q
 
-py-test: build-dev
-	$(BIN)/pytest -q -x --timeout=600 -m "not long" tests --ignore=tests/benchmarks
+## Headless Chromium for the browser tests (the HTML tearsheet): Debian's package, installed when missing
+## and when run as root; otherwise it says why, and those tests skip with that reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "browser: chromium is not installed and installing it needs root (apt-get install -y chromium): the browser tests will skip"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser: chromium is not installed and there is no apt-get: the browser tests will skip"; \
+	else \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	  || echo "browser: apt-get could not install chromium: the browser tests will skip"; \
+	fi
+
+## Every benchmark runs once with timing off (quick sizes): a broken benchmark fails here, timing stays out.
+py-test: build-dev browser
+	$(BIN)/pytest -q -x --timeout=600 -m "not long" --benchmark-disable tests
 
 ## The minutes-long scenarios that `make test` leaves out.
 long: build-dev
 	$(BIN)/pytest -q -x --timeout=1800 -m long tests --ignore=tests/benchmarks
+	SIGIL_PROPERTY_EXAMPLES=1000 $(BIN)/pytest -q -x --timeout=3600 tests/test_properties.py
 
 ## Everything a reviewer runs.
 test: lint rust-test build-dev stubtest py-test
 
 ## Benchmarks: criterion (engine) and pytest-benchmark (what Python callers see), ratios vs TA-Lib, kand, talipp.
+## Every timed run writes .benchmarks/ratios.json (git-ignored: figures belong to the machine that made them).
+BENCH_DIR := .benchmarks
+BENCH_BASELINE := $(BENCH_DIR)/baseline.json
+## bench-check's own run (not ratios.json, which any timed benchmark run in the tree rewrites).
+BENCH_CHECK := $(BENCH_DIR)/check.json
+BENCH_TOLERANCES := tests/benchmarks/tolerances.toml
+BENCH_PYTEST := $(BIN)/pytest -q tests/benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds \
+  --benchmark-storage=file://$(CURDIR)/$(BENCH_DIR)
+## On a machine kept for it, absolute times too: make bench-check BENCH_COMPARE_FAIL=min:15%
+BENCH_COMPARE_FAIL ?=
 bench: build-dev
 	cargo bench -p sigil-engine -q
-	$(BIN)/pytest -q tests/benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds
+	$(BENCH_PYTEST)
+
+## The baseline, on a good commit: pytest-benchmark's saved run (.benchmarks/<machine>/NNNN_baseline.json)
+## and Sigil's ratios (.benchmarks/baseline.json: case -> ratio, the commit, the CPU, the cores).
+bench-save: build-dev
+	$(BENCH_PYTEST) --benchmark-save=baseline --sigil-ratios=$(BENCH_BASELINE)
+
+## The same run again, each ratio against the baseline's: a table, and exit 1 when a case got worse than its
+## tolerance (tests/benchmarks/tolerances.toml, 15 % by default) or went missing.
+bench-check: build-dev
+	@test -f $(BENCH_BASELINE) || { echo "no $(BENCH_BASELINE): run make bench-save on a good commit"; exit 2; }
+	rm -f $(BENCH_CHECK)
+	@set -u; status=0; \
+	$(BENCH_PYTEST) --sigil-ratios=$(BENCH_CHECK) \
+	  $(if $(BENCH_COMPARE_FAIL),--benchmark-compare --benchmark-compare-fail=$(BENCH_COMPARE_FAIL)) || status=$$?; \
+	$(BIN)/python -m sigil.bench.gate $(BENCH_BASELINE) $(BENCH_CHECK) \
+	  --tolerances $(BENCH_TOLERANCES) || status=$$?; \
+	exit $$status
 
 fmt: $(STAMP)
 	cargo fmt --all
 	$(BIN)/ruff format python tests
 	$(BIN)/ruff check --fix -q python tests
 
+## The portable wheel (manylinux2014, glibc 2.17, x86-64; zig links it, auditwheel checks it), built in
+## target/wheel once per state of the sources; prints its path.
 wheel: $(STAMP)
-	$(BIN)/maturin build --release
+	$(BIN)/python tools/build_wheel.py
 
 clean:
 	rm -rf $(VENV) target
