@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -184,12 +185,12 @@ def _read_feather(path: Path) -> _Read:
     date = table.column("date")
     if pa.types.is_timestamp(date.type):
         mul, div = {"s": (1_000, 1), "ms": (1, 1), "us": (1, 1_000), "ns": (1, 1_000_000)}[date.type.unit]
-        raw = date.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)
+        raw = _numpy(date.cast(pa.int64()), np.dtype(np.int64))
         # Checked as floats first: seconds scaled to ms could leave int64.
         _check_times(path, np.floor(raw.astype(np.float64) * mul / div), row_from_0)
         time = raw * mul // div
     elif pa.types.is_integer(date.type):
-        raw_any = date.to_numpy(zero_copy_only=False)
+        raw_any = _numpy(date, np.dtype(str(date.type)))
         _check_times(path, raw_any.astype(np.float64), row_from_0)
         time = raw_any.astype(np.int64)
     else:
@@ -201,8 +202,20 @@ def _read_feather(path: Path) -> _Read:
         column = table.column(name)
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
             raise DataError(f"{path}: column {name} has type {column.type}; expected numbers")
-        cols.append(np.ascontiguousarray(column.to_numpy(zero_copy_only=False), dtype=np.float64))
+        cols.append(_numpy(column.cast(pa.float64(), safe=False), np.dtype(np.float64)))
     return _Read(np.ascontiguousarray(time, dtype=np.int64), cols)
+
+
+def _numpy(column: Any, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """A null-free fixed-width Arrow column as a numpy array, read from its data buffers.
+
+    pyarrow's ``to_numpy`` imports pandas whenever it is installed (about a second), which would be
+    most of a replay's run time; the buffers need nothing."""
+    parts = [
+        np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * dtype.itemsize)
+        for c in column.chunks
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
 def _number(x: object) -> float | None:
