@@ -9,6 +9,7 @@ Every file is validated: an unknown key, a wrong type or an impossible value rai
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,20 @@ from sigil.notify.events import DEFAULT_EVENTS, EVENT_NAMES
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No float of any section may be inf or NaN: an infinite interval or timeout passes ``gt=0`` and
+    # fails only later, inside the work.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: What a daemon instance's name may hold (it names jobs, heartbeats, pauses and log lines).
+INSTANCE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+def check_instance(name: str) -> str:
+    """``name`` when it is a valid daemon instance name (as ``daemon.instance``); ValueError otherwise."""
+    if re.fullmatch(INSTANCE_PATTERN, name) is None:
+        raise ValueError(f"not an instance name: {name!r} (1-64 letters, digits, '_', '.', '-')")
+    return name
 
 
 class Posture(_Strict):
@@ -119,6 +133,12 @@ class DatabaseConfig(_Strict):
     #: Upper bound of one statement; a hung statement raises instead of stalling the caller forever.
     command_timeout_s: float = Field(30.0, gt=0)
 
+    @model_validator(mode="after")
+    def _pool(self) -> Self:
+        if self.pool_min > self.pool_max:
+            raise ValueError(f"pool_min ({self.pool_min}) is above pool_max ({self.pool_max})")
+        return self
+
 
 class DaemonConfig(_Strict):
     """Scheduling, liveness and the health endpoint."""
@@ -131,7 +151,7 @@ class DaemonConfig(_Strict):
     health_port: int = Field(8787, ge=0, le=65535)
     heartbeat_max_age_s: float = Field(300.0, gt=0)
     #: Names this daemon's jobs and heartbeats; daemons sharing one database need distinct names.
-    instance: str = Field("main", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    instance: str = Field("main", pattern=INSTANCE_PATTERN)
     #: On SIGTERM/SIGINT the pass in flight gets this long to finish before it is cancelled.
     stop_timeout_s: float = Field(10.0, gt=0)
     #: An event loop that does not turn for this long (a blocking call) ends the process (exit 3).
@@ -296,7 +316,7 @@ def apply_overrides(config: Config, items: list[str]) -> Config:
         try:
             data[section][field_name] = yaml.safe_load(raw)
         except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: not a valid value: {e}") from None
+            raise ConfigError(f"--set {item!r}: {_yaml_problem(e)}") from None
     try:
         settings = SigilConfig.model_validate(data)
     except ValidationError as e:
@@ -319,12 +339,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: {_yaml_problem(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line: where the YAML breaks (line and column, from 1) and why (PyYAML's message spans lines)."""
+    mark = getattr(e, "problem_mark", None)
+    why = " ".join(str(getattr(e, "problem", None) or e).split())
+    if mark is None:
+        return f"not valid YAML: {why}"
+    return f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {why}"
 
 
 def _problems(e: ValidationError) -> str:

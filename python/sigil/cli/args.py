@@ -44,6 +44,24 @@ def seconds(raw: str) -> float:
     return v
 
 
+def database_url(raw: str) -> str:
+    """A database URL given on the command line: never empty (an empty one would silently mean the
+    embedded server)."""
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("empty: leave it out for the embedded server")
+    return raw
+
+
+def instance(raw: str) -> str:
+    """A daemon instance name, by the rule of ``daemon.instance``."""
+    from sigil.config import check_instance
+
+    try:
+        return check_instance(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def port(raw: str) -> int:
     """A TCP port, 0 (pick a free one) to 65535."""
     if not raw.isdigit() or int(raw) > 65535:

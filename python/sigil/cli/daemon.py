@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from sigil.cli.args import port, positive_int, seconds, time_ms
+from sigil.cli.args import database_url, port, positive_int, seconds, time_ms
 from sigil.config import apply_overrides, load_config, notify_urls
 from sigil.daemon.app import RunLimits, serve
 from sigil.daemon.passes import PassReport
@@ -44,6 +44,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
     p.add_argument(
         "--database-url",
+        type=database_url,
         metavar="URL",
         help="postgresql://… (default: SIGIL_DATABASE_URL, the config, else an embedded PostgreSQL)",
     )

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import asyncpg
 
+from sigil.cli.args import database_url
 from sigil.config import Config, load_config
 from sigil.errors import DatabaseUnavailable, SigilError
 from sigil.store import Database, open_database
@@ -24,6 +25,7 @@ def add_database_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
     p.add_argument(
         "--database-url",
+        type=database_url,
         metavar="URL",
         help="postgresql://user:password@host:port/dbname (default: SIGIL_DATABASE_URL, the config, "
         "else an embedded PostgreSQL under SIGIL_HOME)",

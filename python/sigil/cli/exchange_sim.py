@@ -41,6 +41,19 @@ def _non_negative(raw: str) -> float:
     return v
 
 
+def _speed(raw: str) -> float:
+    from sigil.exchange.sim.clock import check_speed
+
+    try:
+        v = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+    try:
+        return check_speed(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _balance(raw: str) -> tuple[str, float]:
     asset, sep, amount = raw.partition("=")
     try:
@@ -73,9 +86,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--port", type=port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
     )
-    p.add_argument(
-        "--speed", type=_non_negative, default=1.0, help="simulated time per real time (0 = frozen)"
-    )
+    p.add_argument("--speed", type=_speed, default=1.0, help="simulated time per real time (0 = frozen)")
     p.add_argument(
         "--start", type=time_ms, metavar="TIME", help="simulated start (default: the first candle)"
     )

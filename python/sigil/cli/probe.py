@@ -13,7 +13,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from sigil.cli.args import seconds
+from sigil.cli.args import database_url, instance, seconds
 from sigil.config import load_config
 from sigil.daemon.heartbeat import PROBE_UNKNOWN, probe
 
@@ -30,7 +30,10 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
     p.add_argument(
-        "--database-url", metavar="URL", help="postgresql://… (default: as sigil daemon resolves it)"
+        "--database-url",
+        type=database_url,
+        metavar="URL",
+        help="postgresql://… (default: as sigil daemon resolves it)",
     )
     p.add_argument(
         "--max-age",
@@ -45,7 +48,9 @@ def add_parser(sub: Any) -> None:
         help="also stale when the newest decided candle closed more than this before the exchange's"
         " clock at the last pass (a daemon that passes but falls behind)",
     )
-    p.add_argument("--instance", metavar="NAME", help="the daemon to probe (default: daemon.instance)")
+    p.add_argument(
+        "--instance", type=instance, metavar="NAME", help="the daemon to probe (default: daemon.instance)"
+    )
     p.set_defaults(run=run)
 
 
