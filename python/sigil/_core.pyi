@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension module ``sigil._core`` (checked by ``mypy.stubtest``)."""
 
 from collections.abc import Callable
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -233,34 +233,25 @@ def round_trip(stake: float, entry_fee: float, gross: float, exit_fee: float) ->
 def sell_fill(
     price: float, qty: float, fee_rate: float, slippage: float
 ) -> tuple[float, float, float, float]: ...
+
+#: One symbol's candles as the engine takes them: (symbol, timeframe ms, open time, open, high, low,
+#: close, volume).
+_Series: TypeAlias = tuple[
+    str,
+    int,
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]
+
 def replay(
-    series: list[
-        tuple[
-            str,
-            int,
-            npt.NDArray[np.int64],
-            npt.NDArray[np.float64],
-            npt.NDArray[np.float64],
-            npt.NDArray[np.float64],
-            npt.NDArray[np.float64],
-            npt.NDArray[np.float64],
-        ]
-    ],
+    series: list[_Series],
     variants: list[dict[str, Any]],
     progress: Callable[[int, int], object] | None = None,
-    detail: list[
-        tuple[
-            str,
-            int,
-            npt.NDArray[np.int64],
-            npt.NDArray[np.float64],
-            npt.NDArray[np.float64],
-            npt.NDArray[np.float64],
-            npt.NDArray[np.float64],
-            npt.NDArray[np.float64],
-        ]
-    ]
-    | None = None,
+    detail: list[_Series] | None = None,
 ) -> dict[str, Any]: ...
 
 @final

@@ -11,6 +11,13 @@ from pathlib import Path
 from sigil.times import to_ms
 
 
+def add_replay_inputs(p: argparse.ArgumentParser, variant_help: str) -> None:
+    """``--data PATH...``, ``--config DIR`` and ``--variant FILE`` (repeatable): what a replay reads."""
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="candle files or folders")
+    p.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
+    p.add_argument("--variant", action="append", default=[], metavar="FILE", help=variant_help)
+
+
 def time_ms(raw: str) -> int:
     """ISO 8601 (UTC unless it says otherwise) or epoch milliseconds → epoch milliseconds."""
     if raw.isdigit():

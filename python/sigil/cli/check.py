@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from sigil.cli.args import add_replay_inputs
 from sigil.config import Config, load_config
 from sigil.data.candles import CandleSeries, load_universe
 from sigil.research.lookahead import DEFAULT_CUTS, LookaheadReport, check_lookahead
@@ -55,15 +56,7 @@ def add_parser(sub: Any) -> None:
         "its entry, for each W of the ladder, and report from which W they equal the full-history ones.",
     )
     for q in (look, warm):
-        q.add_argument("--data", nargs="+", required=True, metavar="PATH", help="candle files or folders")
-        q.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
-        q.add_argument(
-            "--variant",
-            action="append",
-            default=[],
-            metavar="FILE",
-            help="extra variant overlay to check too",
-        )
+        add_replay_inputs(q, "extra variant overlay to check too")
     look.add_argument(
         "--cuts",
         type=count,

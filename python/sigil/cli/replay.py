@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sigil.cli.args import HTML_SUFFIXES, PLOT_SUFFIXES, check_outputs
+from sigil.cli.args import HTML_SUFFIXES, PLOT_SUFFIXES, add_replay_inputs, check_outputs
 from sigil.config import load_config
 from sigil.data.candles import load_detail, load_universe
 from sigil.report.performance_table import add_metrics_argument, figures_text
@@ -28,14 +28,8 @@ def add_parser(sub: Any) -> None:
         help="replay candle files through the variants",
         description="Replay real candles through every variant and print the variant table.",
     )
-    p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="candle files or folders")
-    p.add_argument("--config", metavar="DIR", help="config directory (default: the shipped config)")
-    p.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="extra variant overlay to run beside the configured ones (e.g. config/legacy/fixed3.yaml)",
+    add_replay_inputs(
+        p, "extra variant overlay to run beside the configured ones (e.g. config/legacy/fixed3.yaml)"
     )
     p.add_argument("--json", metavar="OUT", help="write metrics, every trade and open positions as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="draw equity curves and exit reasons (.png, .svg, .pdf)")
