@@ -164,6 +164,14 @@ class DaemonConfig(_Strict):
     #: mod N == i). Instances whose shares overlap are refused at start-up.
     variants: list[str] | None = Field(None, min_length=1)
     shard: str = "0/1"
+    #: A live daemon compares the exchange's balance of each asset with the open positions' quantities
+    #: at start-up and then at the first breakout pass this long after the last check.
+    reconcile_interval_s: float = Field(300.0, gt=0)
+    #: A difference beyond this fraction of the quantity held, and worth more than
+    #: reconcile_dust_quote, stops new opens (exits go on) until the books agree or `sigil ack-drift`.
+    reconcile_tolerance: float = Field(0.01, ge=0, lt=1)
+    #: Differences worth less than this (in the quote currency) are dust: lots rounded down on sells.
+    reconcile_dust_quote: float = Field(1.0, ge=0)
 
     @field_validator("shard")
     @classmethod

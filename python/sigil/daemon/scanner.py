@@ -44,6 +44,7 @@ from sigil.daemon.execution import Cancelled, Notify, NotSold, Refused, error_ki
 from sigil.daemon.feed import CandleFeed, DueCandle
 from sigil.daemon.metrics import DaemonMetrics
 from sigil.daemon.passes import BREAKOUT, EXIT, PassReport, VariantState
+from sigil.daemon.reconcile import Reconciler
 from sigil.daemon.recovery import Recovery
 from sigil.daemon.scheduler import JobSpec
 from sigil.daemon.share import Share
@@ -105,6 +106,8 @@ class Scanner:
         self.accounts = AccountStore(db)
         self.events = EventStore(db)
         self.control = ControlStore(db)
+        #: A live daemon's books against the exchange account (a drift pauses opens through control).
+        self.reconciler = Reconciler(config, db, client, self.metrics) if client.live else None
         #: The variants paused for this instance, as of the start of the current pass.
         self.paused: frozenset[str] = frozenset()
         self.heartbeats = HeartbeatStore(db, self.settings.instance)
@@ -215,6 +218,7 @@ class Scanner:
             "exchange": self.client.health(),
             "guard_mirror_listening": self.mirror.listening,
             "paused": sorted(self.paused),
+            **({} if self.reconciler is None else {"reconcile": self.reconciler.describe()}),
         }
 
     def exhausted(self) -> bool:
@@ -239,6 +243,9 @@ class Scanner:
         t0 = time.perf_counter()
         report = counts = PassReport(BREAKOUT)
         now = exchange_time = await self.client.server_time()
+        if self.reconciler is not None:
+            # Before the pauses are read: a drift found now stops this pass's opens.
+            await self.reconciler.check_if_due()
         # After the clock: whatever was written before the exchange's time C is in force for C.
         exits = await self._read_control()
         before = set(self.universe.symbols)

@@ -297,6 +297,23 @@ class ExchangeClient:
             raise ExchangeRejected(f"{self.id}: fetch_ticker {symbol}: no valid last price ({last!r})")
         return float(last)
 
+    # ----- the account (live mode)
+
+    async def account_totals(self) -> dict[str, float]:
+        """The account's total balance (free and locked) of every asset it holds."""
+        bal = await self.call("fetch_balance", "fetch_balance")
+        totals = bal.get("total") if isinstance(bal, dict) else None
+        return {
+            str(asset): float(v)
+            for asset, v in (totals or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        }
+
+    async def orders(self, symbol: str) -> list[dict[str, Any]]:
+        """The orders of ``symbol`` the exchange knows (ccxt's unified orders, open and closed)."""
+        found = await self.call(f"fetch_orders {symbol}", "fetch_orders", symbol)
+        return [o for o in found if isinstance(o, dict)] if isinstance(found, list) else []
+
     # ----- candles
 
     @property

@@ -27,6 +27,8 @@ class EventKind(StrEnum):
     ERROR = "error"
     #: An operator's action (``reason``: pause, resume or exit; ``detail["by"]``: who asked).
     CONTROL = "control"
+    #: A live daemon's books against the exchange account (``reason``: drift, agree, ack, unknown_order).
+    RECONCILE = "reconcile"
 
 
 #: Skip reason of a breakout not taken because trading is paused: the daemon's reason, not the engine's

@@ -4,7 +4,9 @@ The endpoints are the ones ccxt's ``binance`` class calls for ``load_markets``, 
 ``fetch_tickers``, ``fetch_ticker`` and ``fetch_time`` (``/api/v3/exchangeInfo``, ``/api/v3/klines``,
 ``/api/v3/ticker/24hr``, ``/api/v3/time``, ``/api/v3/ping``), in Binance's own JSON shapes, plus
 the signed ones a live broker needs (``/api/v3/account``, ``POST /api/v3/order`` for market orders,
-``GET /api/v3/order`` to look an executed order up by its client id; the signature is required but not
+``GET /api/v3/order`` to look an executed order up by its client id, ``GET /api/v3/allOrders`` and
+``/api/v3/openOrders`` for the books' reconciliation; :meth:`SimExchange.set_balance` changes a balance
+behind the client's back); the signature is required but not
 checked, the simulator does not know the secret). Anything else is a 404 that is
 logged, so a ccxt upgrade that starts calling something new shows up at once.
 

@@ -37,6 +37,8 @@ ENDPOINTS = {
     "/api/v3/ping": "ping",
     "/api/v3/account": "account",
     "/api/v3/order": "order",
+    "/api/v3/allOrders": "allOrders",
+    "/api/v3/openOrders": "openOrders",
 }
 #: ``GET /api/v3/order`` (looking an order up) is an endpoint of its own for faults and stats.
 ORDER_QUERY = "queryOrder"

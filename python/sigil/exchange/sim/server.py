@@ -100,6 +100,8 @@ class SimExchange:
         r.add_get("/api/v3/account", self._account)
         r.add_post("/api/v3/order", self._order)
         r.add_get("/api/v3/order", self._query_order)
+        r.add_get("/api/v3/allOrders", self._all_orders)
+        r.add_get("/api/v3/openOrders", self._open_orders)
         r.add_get("/sim/stats", self._sim_stats)
         r.add_get("/sim/clock", self._sim_clock)
         r.add_post("/sim/clock", self._sim_clock)
@@ -130,6 +132,12 @@ class SimExchange:
     def vanish_now(self, symbol: str) -> None:
         """Removes ``symbol`` from the markets from now on (as a delisting does)."""
         self._gone.add(symbol.replace("/", "").upper())
+
+    def set_balance(self, asset: str, amount: float) -> None:
+        """Sets the account's balance of ``asset`` (a deposit or withdrawal behind the client's back)."""
+        if not 0.0 <= amount < float("inf"):
+            raise ValueError(f"a balance is a finite number >= 0, got {amount}")
+        self.balances[asset.upper()] = float(amount)
 
     def _listed(self, market: SimMarket, now_ms: int) -> bool:
         return market.id not in self._gone and market.first_ms <= now_ms
@@ -363,8 +371,21 @@ class SimExchange:
             found = next((o for o in self._orders.values() if str(o["orderId"]) == p["orderId"]), None)
         if found is None:
             return error(400, -2013, "Order does not exist.")
-        out = {k: v for k, v in found.items() if k != "fills"}
-        return web.json_response({**out, "time": found["transactTime"], "updateTime": found["transactTime"]})
+        return web.json_response(_as_queried(found))
+
+    async def _all_orders(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/allOrders``: every order of one symbol, oldest first, as the order query shows it."""
+        signed = await self._signed_market(request)
+        if isinstance(signed, web.Response):
+            return signed
+        _, m = signed
+        found = sorted((o for (sym, _), o in self._orders.items() if sym == m.id), key=lambda o: o["orderId"])
+        return web.json_response([_as_queried(o) for o in found])
+
+    async def _open_orders(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/openOrders``: none ever (every order is a market order, filled at once)."""
+        _, err = await self._signed(request)
+        return err if err is not None else web.json_response([])
 
     # ----- control
 
@@ -384,3 +405,9 @@ class SimExchange:
             except (ValueError, TypeError, json.JSONDecodeError) as e:
                 return web.json_response({"error": str(e)}, status=400)
         return web.json_response({"now_ms": self.clock.now_ms(), "speed": self.clock.speed})
+
+
+def _as_queried(order: dict[str, Any]) -> dict[str, Any]:
+    """An executed order as Binance's order queries show it: no fills, with its times."""
+    out = {k: v for k, v in order.items() if k != "fills"}
+    return {**out, "time": order["transactTime"], "updateTime": order["transactTime"]}
