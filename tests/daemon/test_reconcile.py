@@ -82,7 +82,7 @@ async def test_a_drift_stops_opens_until_acknowledged(tmp_path: Path, pg: Any, c
                     count(url, "kind = 'skip' AND reason = 'paused' AND id > %s", drift["id"]) >= 1
                     and count(url, "kind = 'close' AND id > %s", drift["id"]) >= 1
                 ),
-                timeout=20,
+                timeout=30,
                 step=0.1,
             )
         except AssertionError:

@@ -6,7 +6,8 @@ base asset that the database holds or that the account holds with a market in th
 difference is the account's total minus the open positions' quantities, minus what an operator last
 accepted (``sigil ack-drift``). It drifts when it exceeds ``daemon.reconcile_tolerance`` of the held
 quantity and is worth more than ``daemon.reconcile_dust_quote`` (a sell is rounded down to a lot, so a
-little dust is normal).
+little dust is normal). An asset with a reservation whose fill is not recorded yet is not judged until
+the pass settles it.
 
 A drift pauses the instance's opens (a pause by ``reconcile``; exits go on) until a check finds the
 books agreeing again or an operator acknowledges. Orders named ``sigil-o<id>`` / ``sigil-c<id>`` that
@@ -46,6 +47,8 @@ class AssetBooks:
     accepted: float
     difference: float
     drift: bool
+    #: A reservation of this asset awaits its fill: not judged until it is settled.
+    settling: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The /health and event form."""
@@ -147,27 +150,33 @@ class Reconciler:
 
     async def _compare(self, totals: Mapping[str, float]) -> dict[str, AssetBooks]:
         held: dict[str, float] = {}
-        for symbol, qty in (await self.store.held_by_symbol()).items():
+        by_symbol, reserved = await self.store.held_by_symbol()
+        for symbol, qty in by_symbol.items():
             base = symbol.split("/")[0]
             held[base] = held.get(base, 0.0) + qty
+        settling = {symbol.split("/")[0] for symbol in reserved}
         markets = self.client.exchange.markets or {}
-        assets = set(held) | {
-            a
-            for a, v in totals.items()
-            if v > 0 and a != self.quote and a not in self.stablecoins and f"{a}/{self.quote}" in markets
-        }
+        assets = (
+            set(held)
+            | settling
+            | {
+                a
+                for a, v in totals.items()
+                if v > 0 and a != self.quote and a not in self.stablecoins and f"{a}/{self.quote}" in markets
+            }
+        )
         accepted = await self.store.accepted(self.instance)
         books = {}
         for asset in sorted(assets):
             exchange, database = totals.get(asset, 0.0), held.get(asset, 0.0)
             offset = accepted.get(asset, 0.0)
             difference = exchange - database - offset
-            drift = abs(difference) > self.settings.reconcile_tolerance * database
+            drift = asset not in settling and abs(difference) > self.settings.reconcile_tolerance * database
             if drift and self.settings.reconcile_dust_quote > 0:
                 # Only a difference past the relative tolerance is priced (one ticker per asset).
                 price = await self.client.last_price(f"{asset}/{self.quote}")
                 drift = abs(difference) * price > self.settings.reconcile_dust_quote
-            books[asset] = AssetBooks(exchange, database, offset, difference, drift)
+            books[asset] = AssetBooks(exchange, database, offset, difference, drift, asset in settling)
         return books
 
     async def _unknown_orders(self, symbols: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -35,15 +35,17 @@ class ReconcileStore:
         self._db = db
         self._events = EventStore(db)
 
-    async def held_by_symbol(self) -> dict[str, float]:
+    async def held_by_symbol(self) -> tuple[dict[str, float], set[str]]:
         """The quantity of every symbol that open positions with an exchange fill hold (every variant,
-        every instance: the account is one)."""
+        every instance: the account is one), and the symbols with a reservation whose fill is not
+        recorded yet (what the account holds of those cannot be judged until it is)."""
         async with self._db.connection("read held quantities") as conn:
             rows = await conn.fetch(
-                "SELECT symbol, sum(qty) AS qty FROM micro_positions"
-                " WHERE status = 'open' AND fill = 'exchange' GROUP BY symbol ORDER BY symbol"
+                "SELECT symbol, fill, sum(qty) AS qty FROM micro_positions"
+                " WHERE status = 'open' AND fill IN ('exchange', 'reserved') GROUP BY symbol, fill"
             )
-        return {r["symbol"]: float(r["qty"]) for r in rows}
+        held = {r["symbol"]: float(r["qty"]) for r in rows if r["fill"] == "exchange"}
+        return held, {r["symbol"] for r in rows if r["fill"] == "reserved"}
 
     async def known_positions(self, ids: Iterable[int]) -> set[int]:
         """Which of ``ids`` are positions whose orders went to the exchange and were not cancelled as
