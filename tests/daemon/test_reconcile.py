@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,13 @@ import aiohttp
 import pytest
 
 from sigil.cli import main
+from sigil.daemon.metrics import DaemonMetrics
+from sigil.daemon.reconcile import Reconciler
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import SimExchange
+from sigil.store import AccountStore, PositionStore, open_database
+from sigil.store.reconcile import ReconcileStore
+from sigil.times import from_ms
 from tests.support.daemon_stack import DaemonProcess, config, cut, health_port, rows, span, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
@@ -127,3 +133,62 @@ async def test_a_drift_stops_opens_until_acknowledged(tmp_path: Path, pg: Any, c
     assert await asyncio.to_thread(main, ["ack-drift", "--database-url", url]) == 0
     assert "nothing to acknowledge" in capsys.readouterr().out
     assert count(url, "kind = 'reconcile'") == before
+
+
+async def test_dust_and_settling_reservations_are_not_drift(tmp_path: Path, pg: Any) -> None:
+    """The rules of one check, in-process: a difference worth less than the dust floor is no drift; an
+    asset whose reservation awaits its fill is not judged (a drift pause stays until it is); an
+    acknowledgement lifts the pause and later checks measure from the accepted difference."""
+    series = cut(tmp_path / "data", {"DOGE": (0, 300), "PEPE": (0, 300)})
+    first, _ = span(series)
+    cfg = config()
+    url = await asyncio.to_thread(pg.create_database, migrated=True)
+    sim = SimExchange(series, speed=0, start_ms=first + 200 * 3_600_000, balances={"USDT": 1000.0})
+    await sim.start(0)
+    db = await open_database(url)
+    try:
+        await AccountStore(db).ensure(cfg.variants)
+        client = ExchangeClient.from_config(cfg.settings.exchange, url=sim.url, live=True, environ=KEYS)
+        async with client:
+            rec = Reconciler(cfg, db, client, DaemonMetrics())
+            store = ReconcileStore(db)
+            await rec.check()
+            assert rec.books == {} and not rec.drift and rec.checks.value("agree") == 1
+            price = await client.last_price("DOGE/USDT")
+            sim.set_balance("DOGE", 0.5 / price)  # worth 0.50 USDT: dust
+            await rec.check()
+            assert rec.books["DOGE"].difference == pytest.approx(0.5 / price) and not rec.drift
+            sim.set_balance("DOGE", 50.0 / price)
+            await rec.check()
+            assert rec.drift and await store.drift_paused(cfg.settings.daemon.instance)
+            assert rec.checks.value("drift") == 1
+            r = await PositionStore(db).open_position(
+                variant="baseline",
+                symbol="DOGE/USDT",
+                opened_at=from_ms(first + 199 * 3_600_000),
+                entry_price=price,
+                qty=50.0 / price,
+                stake=50.0,
+                entry_fee=0.05,
+                stop_pct=0.05,
+                stop_price=price * 0.95,
+                atr_at_entry=price * 0.01,
+                cooldown=timedelta(hours=8),
+                reserve=True,
+            )
+            assert r.position is not None
+            await rec.check()
+            assert rec.books["DOGE"].settling and not rec.books["DOGE"].drift
+            assert await store.drift_paused(cfg.settings.daemon.instance), "settling is not agreeing"
+            accepted = await store.acknowledge(cfg.settings.daemon.instance, by="test")
+            assert accepted == {"DOGE": pytest.approx(50.0 / price)}
+            assert not await store.drift_paused(cfg.settings.daemon.instance)
+            assert await store.acknowledge(cfg.settings.daemon.instance, by="test") is None
+            await PositionStore(db).cancel_reservation(
+                r.position.id, at=from_ms(first + 200 * 3_600_000), detail="test"
+            )
+            await rec.check()
+            assert rec.books["DOGE"].difference == pytest.approx(0.0, abs=1e-12) and not rec.drift
+    finally:
+        await db.close()
+        await sim.stop()

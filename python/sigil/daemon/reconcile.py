@@ -135,7 +135,7 @@ class Reconciler:
                 ", ".join(f"{a} by {b.difference:g}" for a, b in sorted(drifting.items())),
                 self.instance,
             )
-        elif not drifting and paused:
+        elif not drifting and paused and not any(b.settling for b in books.values()):
             await self.store.leave_drift(self.instance, detail)
             log.info("reconcile: the exchange account and the database agree again; opens resume")
         self.drift = bool(drifting)
