@@ -23,6 +23,7 @@ from sigil.store import AccountStore, PositionStore, open_database
 from sigil.store.reconcile import ReconcileStore
 from sigil.times import from_ms
 from tests.support.daemon_stack import DaemonProcess, config, cut, health_port, rows, span, wait_until
+from tests.test_cli_exit_codes import unreachable_db
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -192,3 +193,11 @@ async def test_dust_and_settling_reservations_are_not_drift(tmp_path: Path, pg: 
     finally:
         await db.close()
         await sim.stop()
+
+
+def test_ack_drift_refuses_a_bad_instance_name_before_the_database(capsys: Any) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["ack-drift", "--instance", "a b", "--database-url", unreachable_db()])
+    assert exit_.value.code == 2  # bad input, not 1 (the database was never asked)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("sigil ack-drift: error: argument --instance: not an instance name"), err
