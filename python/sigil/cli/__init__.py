@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "resume": ("resume", "lift the pauses of `sigil pause`"),
     "exit": ("exit", "sell one open position at the market at the next pass (exit reason manual)"),
+    "ack-drift": ("ack_drift", "acknowledge a live balance drift so opens resume"),
 }
 
 
