@@ -127,7 +127,14 @@ async def test_two_daemons_on_one_database_never_double_open(tmp_path: Path, pg:
             )
             for i, name in enumerate("ab")
         )  # fmt: skip
-        await asyncio.sleep(12)
+        # Until both completed passes and they traded (start-up takes longer on a loaded machine).
+        await wait_until(
+            lambda: (
+                len({h["pid"] for h in heartbeats(url)}) == 2
+                and rows(url, "SELECT count(*) AS n FROM micro_positions")[0]["n"] > 20
+            ),
+            timeout=90,
+        )
         for d in (a, b):
             d.terminate()
         assert await a.wait(30) == 0, a.text()[-2000:]
