@@ -38,7 +38,7 @@ async def session(url: str) -> None:
         for attempt in (
             lambda: client.call("order", "create_market_sell_order", "BTC/USDT", 1e6, retry=False),
             lambda: client.call("order", "create_market_buy_order_with_cost", "NOPE/USDT", 10.0, retry=False),
-            lambda: client.call("open orders", "fetch_open_orders", "BTC/USDT", retry=False),  # a 404 here
+            lambda: client.call("my trades", "fetch_my_trades", "BTC/USDT", retry=False),  # a 404 here
         ):
             try:
                 await attempt()
