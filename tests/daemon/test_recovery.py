@@ -16,8 +16,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sigil.config import Config
-from sigil.data.candles import CandleSeries
 from sigil.errors import DatabaseUnavailable
 from sigil.exchange.sim import SimExchange
 from sigil.research.replay import replay_series
@@ -25,6 +23,7 @@ from sigil.store import PositionStore
 from sigil.times import iso_z
 from tests.daemon.test_e2e_replay import run_daemon
 from tests.support import daemon_stack as stack
+from tests.support.invariants import daemon_book, differences, replay_book
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -36,50 +35,6 @@ SPEED = 250_000.0
 #: Real seconds of simulated time before the first candle closes, so the first pass trades every candle.
 LEAD_S = 8.0
 NO_EXIT_PASS = ("--set", "daemon.exit_pass=false", "--set", "daemon.scan_interval_s=0.3")
-
-
-def replay_book(series: list[CandleSeries], cfg: Config) -> dict[tuple[str, str, str], tuple[Any, ...]]:
-    """(variant, symbol, entry time) → (exit time, exit price, reason, pnl, fees) of replay's trades."""
-    result = replay_series(series, cfg)
-    return {
-        (t.variant, t.symbol, iso_z(t.entry_time)): (
-            iso_z(t.exit_time),
-            t.exit_price,
-            t.exit_reason,
-            t.pnl,
-            t.fees,
-        )
-        for t in result.trades
-    }
-
-
-def daemon_book(url: str) -> dict[tuple[str, str, str], tuple[Any, ...]]:
-    """The same, from the database's closed positions (cancelled reservations are not trades)."""
-    out = {}
-    for r in stack.rows(
-        url,
-        "SELECT variant_id, symbol, opened_at, closed_at, exit_price, exit_reason, pnl, fees"
-        " FROM micro_positions WHERE status = 'closed' AND exit_reason <> 'order_failed'",
-    ):
-        key = (r["variant_id"], r["symbol"], r["opened_at"].strftime("%Y-%m-%dT%H:%M:%SZ"))
-        out[key] = (
-            r["closed_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
-            r["exit_price"],
-            r["exit_reason"],
-            r["pnl"],
-            r["fees"],
-        )
-    return out
-
-
-def differences(got: dict[Any, Any], want: dict[Any, Any]) -> list[str]:
-    """Trades missing, extra, or different (P&L compared to the bit)."""
-    out = [f"missing {k}: {want[k]}" for k in sorted(want.keys() - got.keys())]
-    out += [f"extra {k}: {got[k]}" for k in sorted(got.keys() - want.keys())]
-    out += [
-        f"differs {k}: {got[k]} != {want[k]}" for k in sorted(got.keys() & want.keys()) if got[k] != want[k]
-    ]
-    return out
 
 
 async def test_kill_9_mid_pass_then_restart_equals_replay(tmp_path: Path, pg: Any) -> None:
@@ -233,20 +188,6 @@ async def test_a_database_outage_is_outlived_and_the_book_equals_replay(tmp_path
         await asyncio.to_thread(pg.drop_database, url)
 
 
-def _server_processes(pg: Any) -> list[int]:
-    """The embedded server's postmaster and its children (every backend)."""
-    postmaster = int((Path(pg._embedded.pgdata) / "postmaster.pid").read_text().split()[0])
-    pids = [postmaster]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == postmaster:
-            pids.append(int(stat.parent.name))
-    return pids
-
-
 async def test_a_hung_database_neither_freezes_the_daemon_nor_ends_it(tmp_path: Path, pg: Any) -> None:
     """PostgreSQL frozen with SIGSTOP (it accepts nothing and answers nothing, honours no timeout of
     its own): /health keeps answering, the process lives, and passes complete again once it thaws."""
@@ -266,7 +207,7 @@ async def test_a_hung_database_neither_freezes_the_daemon_nor_ends_it(tmp_path: 
         )
         port = stack.health_port(d.text())
         answers: list[tuple[int, float]] = []
-        pids = _server_processes(pg)
+        pids = pg.processes()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             for pid in pids:
                 os.kill(pid, signal.SIGSTOP)

@@ -153,6 +153,20 @@ class PgServer:
             ).fetchall()
         return len(rows)
 
+    def processes(self) -> list[int]:
+        """The embedded server's postmaster and its children (every backend), to freeze with SIGSTOP."""
+        assert self._embedded is not None, "only the embedded server's processes are ours"
+        postmaster = int((Path(self._embedded.pgdata) / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        return pids
+
     def _pg_ctl(self, *args: str) -> None:
         server = self._embedded
         assert server is not None
