@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-stamp
 DATA ?= data
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run replay test long bench bench-save bench-check lint fmt build-dev wheel clean rust-test py-test stubtest browser
+.PHONY: run replay test long chaos bench bench-save bench-check lint fmt build-dev wheel clean rust-test py-test stubtest browser
 
 ## The venv: exactly pyproject.toml's build backend, dependencies and `dev` extra (listed there once,
 ## printed by tools/dev_requirements.py); the project itself is built by `maturin develop`, not installed.
@@ -76,12 +76,23 @@ browser:
 
 ## Every benchmark runs once with timing off (quick sizes): a broken benchmark fails here, timing stays out.
 py-test: build-dev browser
-	$(BIN)/pytest -q -x --timeout=600 -m "not long" --benchmark-disable tests
+	$(BIN)/pytest -q -x --timeout=600 -m "not long and not chaos" --benchmark-disable tests
 
 ## The minutes-long scenarios that `make test` leaves out.
 long: build-dev
 	$(BIN)/pytest -q -x --timeout=1800 -m long tests --ignore=tests/benchmarks
 	SIGIL_PROPERTY_EXAMPLES=1000 $(BIN)/pytest -q -x --timeout=3600 tests/test_properties.py
+
+## The fault scenarios (tests/chaos): kill -9, SIGTERM, PostgreSQL down and hung, the exchange killed and
+## banned, a standby's takeover, live mode with lost answers, 500 symbols; the invariants after each. Writes
+## docs/RELIABILITY.md from the run's records, also when a scenario fails (then exits non-zero).
+CHAOS_RESULTS := target/chaos/results.jsonl
+chaos: build-dev
+	rm -f $(CHAOS_RESULTS)
+	@set -u; status=0; \
+	SIGIL_CHAOS_RESULTS=$(CURDIR)/$(CHAOS_RESULTS) $(BIN)/pytest -q --timeout=1800 -m chaos tests/chaos || status=$$?; \
+	$(BIN)/python -m tests.chaos.report $(CHAOS_RESULTS) docs/RELIABILITY.md || status=$$?; \
+	exit $$status
 
 ## Everything a reviewer runs.
 test: lint rust-test build-dev stubtest py-test
