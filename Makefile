@@ -90,7 +90,7 @@ CHAOS_RESULTS := target/chaos/results.jsonl
 chaos: build-dev
 	rm -f $(CHAOS_RESULTS)
 	@set -u; status=0; \
-	SIGIL_CHAOS_RESULTS=$(CURDIR)/$(CHAOS_RESULTS) $(BIN)/pytest -q --timeout=1800 -m chaos tests/chaos || status=$$?; \
+	SIGIL_CHAOS_RESULTS=$(CURDIR)/$(CHAOS_RESULTS) $(BIN)/pytest -q --timeout=1800 tests/chaos || status=$$?; \
 	$(BIN)/python -m tests.chaos.report $(CHAOS_RESULTS) docs/RELIABILITY.md || status=$$?; \
 	exit $$status
 

@@ -19,7 +19,8 @@ from sigil.exchange.sim import Faults, SimExchange
 from tests.chaos.record import Record
 from tests.support import daemon_stack as stack
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
+# In make test too: the regression test of the lost candles it found.
+pytestmark = [pytest.mark.timeout(120)]
 
 SPEC = {"DOGE": (0, 400), "PEPE": (0, 400), "SUI": (0, 400), "WIF": (0, 400)}
 HOUR_MS = 3_600_000

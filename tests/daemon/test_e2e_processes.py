@@ -47,6 +47,8 @@ def scheduler_started_at(text: str) -> float | None:
     return logged_at(text, "scheduler started")
 
 
+# make long; make chaos kills at 20 seeded moments (docs/RELIABILITY.md).
+@pytest.mark.long
 async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, pg: Any) -> None:
     series = cut(tmp_path / "data", SPEC)
     first, _ = span(series)

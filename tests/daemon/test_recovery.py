@@ -37,6 +37,8 @@ LEAD_S = 8.0
 NO_EXIT_PASS = ("--set", "daemon.exit_pass=false", "--set", "daemon.scan_interval_s=0.3")
 
 
+# make long, and make chaos's scenario of the same fault at a larger scale (docs/RELIABILITY.md).
+@pytest.mark.long
 async def test_kill_9_mid_pass_then_restart_equals_replay(tmp_path: Path, pg: Any) -> None:
     series = stack.cut(tmp_path / "data", SPEC)
     first, end = stack.span(series)
@@ -142,6 +144,8 @@ async def test_passes_failed_half_way_are_decided_again_as_replay(
         await asyncio.to_thread(pg.drop_database, url)
 
 
+# make long, and make chaos's scenario of the same fault at a larger scale (docs/RELIABILITY.md).
+@pytest.mark.long
 async def test_a_database_outage_is_outlived_and_the_book_equals_replay(tmp_path: Path, pg: Any) -> None:
     """The database stopped for a while under a running daemon: the process lives on, /health says
     503 while it cannot reach the database, passes complete again soon after it is back, and the book
@@ -188,6 +192,8 @@ async def test_a_database_outage_is_outlived_and_the_book_equals_replay(tmp_path
         await asyncio.to_thread(pg.drop_database, url)
 
 
+# make long, and make chaos's scenario of the same fault at a larger scale (docs/RELIABILITY.md).
+@pytest.mark.long
 async def test_a_hung_database_neither_freezes_the_daemon_nor_ends_it(tmp_path: Path, pg: Any) -> None:
     """PostgreSQL frozen with SIGSTOP (it accepts nothing and answers nothing, honours no timeout of
     its own): /health keeps answering, the process lives, and passes complete again once it thaws."""

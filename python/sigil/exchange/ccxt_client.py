@@ -412,7 +412,19 @@ class ExchangeClient:
                 candles[s] = []
             else:
                 jobs.append(one(s, *plan))
-        await asyncio.gather(*jobs)
+        # The cursors move as each symbol's answer is accepted, but its candles reach the caller only
+        # with the whole result: a fetch cancelled (a lost lease, a job timeout) or failed half-way
+        # puts every cursor back, so the next fetch asks for those candles again instead of losing them.
+        cursors = {s: self._rows.last.get(s) for s in names}
+        try:
+            await asyncio.gather(*jobs)
+        except BaseException:
+            for s, last in cursors.items():
+                if last is None:
+                    self._rows.last.pop(s, None)
+                else:
+                    self._rows.last[s] = last
+            raise
         return PassResult(
             server_time=now,
             candles={s: candles[s] for s in names if s in candles},
