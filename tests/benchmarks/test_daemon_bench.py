@@ -41,9 +41,9 @@ import pytest
 
 import sigil
 from sigil.config import apply_overrides, load_config
-from sigil.daemon.app import serve
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
+from sigil.daemon.serve import serve
 from tests.support.sim_process import SimProcess, sim_clock
 
 LATENCY_MS = 50

@@ -15,10 +15,11 @@ import pytest
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
 from sigil.daemon import handle
-from sigil.daemon.app import Daemon, serve
+from sigil.daemon.app import Daemon
 from sigil.daemon.metrics import DaemonMetrics
 from sigil.daemon.scanner import Scanner
 from sigil.daemon.scheduler import make_jobstore
+from sigil.daemon.serve import serve
 from sigil.daemon.watchdog import EXIT_STALLED
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.sim import MALFORMED_KINDS, Faults, SimExchange

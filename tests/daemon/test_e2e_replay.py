@@ -18,9 +18,10 @@ import pytest
 
 from sigil._core import ExitReason
 from sigil.daemon import handle
-from sigil.daemon.app import Daemon, RunLimits, serve
+from sigil.daemon.app import Daemon, RunLimits
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
+from sigil.daemon.serve import serve
 from sigil.errors import DaemonNotRunning
 from sigil.exchange.sim import SimExchange
 from sigil.research.replay import replay_series

@@ -11,9 +11,10 @@ from typing import Any, cast
 
 from sigil.config import Config
 from sigil.daemon import handle
-from sigil.daemon.app import Daemon, RunLimits, serve
+from sigil.daemon.app import Daemon, RunLimits
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
+from sigil.daemon.serve import serve
 from sigil.exchange.sim import SimExchange
 from tests.support.daemon_stack import cancel, config, cut, span, wait_until
 

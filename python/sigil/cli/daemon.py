@@ -20,9 +20,10 @@ from typing import Any, TextIO
 
 from sigil.cli.args import database_url, port, positive_int, seconds, time_ms
 from sigil.config import apply_overrides, load_config, notify_urls
-from sigil.daemon.app import RunLimits, serve
+from sigil.daemon.app import RunLimits
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
+from sigil.daemon.serve import serve
 from sigil.errors import SigilError, exit_status
 from sigil.times import from_ms
 
