@@ -1,6 +1,7 @@
 //! The breakout detector: close above the highest high of the previous `lookback` candles, on
 //! volume, inside an ATR band. O(1) amortised per candle: a monotonic deque keeps the rolling
-//! maximum, a running sum keeps the volume mean.
+//! maximum, a running sum keeps the volume mean. The window ([`Window`]) and the rule
+//! ([`BreakoutParams::fires`]) are apart, so variants with one lookback share a window.
 
 use crate::error::EngineError;
 
@@ -35,10 +36,34 @@ impl BreakoutParams {
     }
 }
 
-/// Streaming breakout state of one (variant, symbol).
+/// The reference levels a candle is judged against: the previous `lookback` candles' highest high
+/// and mean volume.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Levels {
+    pub highest: f64,
+    pub mean_volume: f64,
+}
+
+impl BreakoutParams {
+    /// The rule: does a candle closing at `close` on `volume`, with `atr` (including this candle),
+    /// break out of `levels`?
+    #[inline]
+    pub fn fires(&self, levels: Levels, close: f64, volume: f64, atr: f64) -> bool {
+        let atr_pct = atr / close;
+        close > levels.highest * (1.0 + self.buffer)
+            && volume >= self.volume_mult * levels.mean_volume
+            && atr_pct >= self.atr_min_pct
+            && atr_pct <= self.atr_max_pct
+    }
+}
+
+/// The rolling window of one symbol's last `lookback` candles: highest high and volume sum.
+///
+/// It depends on the lookback only, so every variant with the same lookback can share one per
+/// symbol (the engine does); the thresholds of the rule are the variant's.
 #[derive(Debug, Clone)]
-pub struct Breakout {
-    p: BreakoutParams,
+pub struct Window {
+    lookback: usize,
     seq: u64,
     /// The monotonic deque of the rolling maximum: (sequence number, high), highs strictly
     /// decreasing from front to back, in a fixed power-of-two ring (no growth checks on the hot path).
@@ -53,27 +78,34 @@ pub struct Breakout {
     vsum: f64,
 }
 
-impl Breakout {
-    /// An empty detector; buffers are sized once here, never again.
-    pub fn new(p: BreakoutParams) -> Self {
-        let cap = (p.lookback + 1).next_power_of_two();
+impl Window {
+    /// An empty window (`lookback` >= 1); buffers are sized once here, never again.
+    pub fn new(lookback: usize) -> Self {
+        let cap = (lookback + 1).next_power_of_two();
         Self {
-            p,
+            lookback,
             seq: 0,
             maxq: vec![(0, 0.0); cap].into_boxed_slice(),
             mask: cap - 1,
             head: 0,
             len: 0,
-            vols: vec![0.0; p.lookback.max(1)].into_boxed_slice(),
+            vols: vec![0.0; lookback.max(1)].into_boxed_slice(),
             vpos: 0,
             vfilled: 0,
             vsum: 0.0,
         }
     }
 
-    /// The highest high of the window, if it is full.
-    pub fn highest(&self) -> Option<f64> {
-        (self.vfilled == self.p.lookback).then(|| self.front().1)
+    /// The window's length in candles.
+    pub fn lookback(&self) -> usize {
+        self.lookback
+    }
+
+    /// The levels of the window, once it is full.
+    #[inline]
+    pub fn levels(&self) -> Option<Levels> {
+        (self.vfilled == self.lookback)
+            .then(|| Levels { highest: self.front().1, mean_volume: self.vsum / self.lookback as f64 })
     }
 
     #[inline(always)]
@@ -86,28 +118,10 @@ impl Breakout {
         self.maxq[(self.head + self.len - 1) & self.mask]
     }
 
-    /// Judges a closed candle against the previous `lookback` candles, then slides the window.
-    /// `atr` is the ATR including this candle (NaN when not ready: no signal).
+    /// Slides the window over a closed candle.
     #[inline]
-    pub fn step(&mut self, high: f64, close: f64, volume: f64, atr: f64) -> bool {
-        let l = self.p.lookback;
-        let signal = if self.vfilled == l && atr.is_finite() {
-            let hh = self.front().1;
-            let atr_pct = atr / close;
-            close > hh * (1.0 + self.p.buffer)
-                && volume >= self.p.volume_mult * (self.vsum / l as f64)
-                && atr_pct >= self.p.atr_min_pct
-                && atr_pct <= self.p.atr_max_pct
-        } else {
-            false
-        };
-        self.push(high, volume);
-        signal
-    }
-
-    #[inline]
-    fn push(&mut self, high: f64, volume: f64) {
-        let l = self.p.lookback;
+    pub fn push(&mut self, high: f64, volume: f64) {
+        let l = self.lookback;
         let seq = self.seq;
         self.seq += 1;
         while self.len > 0 && self.back().1 <= high {
@@ -129,6 +143,37 @@ impl Breakout {
             self.vols[self.vpos] = volume;
             self.vpos = if self.vpos + 1 == l { 0 } else { self.vpos + 1 };
         }
+    }
+}
+
+/// Streaming breakout state of one (variant, symbol): its rule over a window of its own.
+#[derive(Debug, Clone)]
+pub struct Breakout {
+    p: BreakoutParams,
+    window: Window,
+}
+
+impl Breakout {
+    /// An empty detector.
+    pub fn new(p: BreakoutParams) -> Self {
+        Self { p, window: Window::new(p.lookback) }
+    }
+
+    /// The highest high of the window, if it is full.
+    pub fn highest(&self) -> Option<f64> {
+        self.window.levels().map(|l| l.highest)
+    }
+
+    /// Judges a closed candle against the previous `lookback` candles, then slides the window.
+    /// `atr` is the ATR including this candle (NaN when not ready: no signal).
+    #[inline]
+    pub fn step(&mut self, high: f64, close: f64, volume: f64, atr: f64) -> bool {
+        let signal = match self.window.levels() {
+            Some(levels) if atr.is_finite() => self.p.fires(levels, close, volume, atr),
+            _ => false,
+        };
+        self.window.push(high, volume);
+        signal
     }
 }
 

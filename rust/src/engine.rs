@@ -5,75 +5,14 @@
 //! [`Engine::apply_open`] / [`Engine::apply_close`]. A candle close is two calls, in this order:
 //! [`Engine::exits`] (ATR update, stops) then, once the closes are applied, [`Engine::signals`].
 
-use crate::atr::Atr;
-use crate::breakout::{Breakout, BreakoutParams};
 use crate::candle::Candle;
 use crate::error::EngineError;
-use crate::fills::{round_trip, BuyFill, Costs, SellFill};
+use crate::features::{Candidates, Features};
+use crate::fills::{round_trip, BuyFill, SellFill};
 use crate::guard::{Blocked, GuardTable};
-use crate::stops::{hard_stop_pct, ExitReason, StopState, TrailParams};
-
-/// Everything one variant's posture decides (config/variants/*.yaml).
-#[derive(Debug, Clone, PartialEq)]
-pub struct VariantParams {
-    pub name: String,
-    pub stop_k: f64,
-    pub stop_floor: f64,
-    pub stop_cap: f64,
-    pub breakout: BreakoutParams,
-    pub max_open: usize,
-    pub cooldown_candles: u32,
-    pub stake: f64,
-    pub starting_balance: f64,
-    pub costs: Costs,
-    pub atr_period: usize,
-    pub trail: TrailParams,
-    /// 0 = off.
-    pub time_stop_candles: u32,
-}
-
-impl VariantParams {
-    /// Rejects values that cannot work (the config layer reports them with file and field first).
-    pub fn validate(&self) -> Result<(), EngineError> {
-        let bad = |name, reason: &str| Err(EngineError::InvalidParam { name, reason: reason.into() });
-        if self.name.is_empty() {
-            return bad("name", "empty variant name");
-        }
-        if !(self.stop_k.is_finite() && self.stop_k >= 0.0) {
-            return bad("stop_k", "must be a finite number >= 0");
-        }
-        if !(self.stop_floor > 0.0 && self.stop_floor <= self.stop_cap && self.stop_cap < 1.0) {
-            return bad("stop_floor", "need 0 < floor <= cap < 1");
-        }
-        self.breakout.validate()?;
-        if self.max_open == 0 {
-            return bad("max_open", "must be at least 1");
-        }
-        if !(self.stake.is_finite() && self.stake > 0.0) {
-            return bad("stake", "must be a finite number > 0");
-        }
-        if !(self.starting_balance.is_finite() && self.starting_balance >= 0.0) {
-            return bad("starting_balance", "must be a finite number >= 0");
-        }
-        let c = self.costs;
-        if !(c.fee_rate.is_finite() && (0.0..0.5).contains(&c.fee_rate)) {
-            return bad("fee_rate", "must be in [0, 0.5)");
-        }
-        if !(c.slippage.is_finite() && (0.0..0.5).contains(&c.slippage)) {
-            return bad("slippage", "must be in [0, 0.5)");
-        }
-        if self.atr_period == 0 {
-            return bad("atr_period", "must be at least 1");
-        }
-        if !(self.trail.activation.is_finite() && self.trail.activation >= 0.0) {
-            return bad("trail_activation", "must be a finite number >= 0");
-        }
-        if !(self.trail.trail_mult.is_finite() && self.trail.trail_mult > 0.0) {
-            return bad("trail_mult", "must be a finite number > 0");
-        }
-        Ok(())
-    }
-}
+use crate::stops::{hard_stop_pct, ExitReason, StopState};
+pub use crate::variant::VariantParams;
+use std::sync::Arc;
 
 /// Why a breakout produced no open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,9 +79,6 @@ pub struct ClosedTrade {
 
 #[derive(Debug, Clone)]
 struct Cell {
-    atr: Atr,
-    atr_prev: f64,
-    detector: Breakout,
     position: Option<Position>,
     /// The open position's stop as it stood at its symbol's last close (or at the open).
     stop_at_close: StopState,
@@ -158,6 +94,8 @@ struct Account {
 struct SymbolState {
     tf_ms: i64,
     last: Option<Candle>,
+    /// Candles given to `exits` so far (`last` is number `seen - 1`).
+    seen: u32,
     /// `signals` has not yet run for `last`.
     pending_signal: bool,
 }
@@ -168,8 +106,12 @@ pub struct Engine {
     params: Vec<VariantParams>,
     guard: GuardTable,
     symbols: Vec<SymbolState>,
+    /// ATRs and breakout windows per symbol, shared by the variants with the same period and lookback.
+    features: Features,
     /// Symbol-major: (v, s) at `s * variants + v`.
     cells: Vec<Cell>,
+    /// Per symbol, the variants holding it, ascending (the order a close's intents come in).
+    held: Vec<Vec<u32>>,
     accounts: Vec<Account>,
 }
 
@@ -185,7 +127,22 @@ impl Engine {
             .iter()
             .map(|p| Account { balance: p.starting_balance, open_symbols: Vec::with_capacity(p.max_open) })
             .collect();
-        Ok(Self { params, guard, symbols: Vec::new(), cells: Vec::new(), accounts })
+        let features = Features::new(&params);
+        Ok(Self {
+            params,
+            guard,
+            symbols: Vec::new(),
+            features,
+            cells: Vec::new(),
+            held: Vec::new(),
+            accounts,
+        })
+    }
+
+    /// Takes the breakout windows' levels from candidates found ahead over whole series (replay)
+    /// instead of sliding windows per candle; before any symbol is added.
+    pub fn use_candidates(&mut self, found: Arc<Candidates>) -> Result<(), EngineError> {
+        self.features.use_candidates(found)
     }
 
     /// The variants, in order.
@@ -208,16 +165,11 @@ impl Engine {
         }
         let id = self.guard.intern_symbol(name)?;
         if id as usize == self.symbols.len() {
-            self.symbols.push(SymbolState { tf_ms, last: None, pending_signal: false });
-            for p in &self.params {
-                self.cells.push(Cell {
-                    atr: Atr::new(p.atr_period)?,
-                    atr_prev: f64::NAN,
-                    detector: Breakout::new(p.breakout),
-                    position: None,
-                    stop_at_close: StopState::new(1.0, 0.0),
-                });
-            }
+            self.features.add_symbol()?;
+            self.symbols.push(SymbolState { tf_ms, last: None, seen: 0, pending_signal: false });
+            self.held.push(Vec::new());
+            let empty = Cell { position: None, stop_at_close: StopState::new(1.0, 0.0) };
+            self.cells.extend(std::iter::repeat_n(empty, self.params.len()));
         }
         Ok(id)
     }
@@ -244,11 +196,8 @@ impl Engine {
 
     /// Steps 1 and 2 of a candle close: ATR update and exits. Pushes `Close` intents.
     ///
-    /// The candle's open and low are tested against the stop as it stood at the previous close,
-    /// then its high may raise the trail (the conservative order). When [`Engine::on_price`] raised
-    /// the stop since then (the daemon's exit pass, replay's detail), the prices it saw were tested
-    /// against the stop as it rose; the candle's open came before those raises and its low may have
-    /// too, so testing them against the raised stop would sell at a price from before the raise.
+    /// Each held position's stop is tested by [`StopState::on_close`]: the candle's open and low
+    /// against the stop as it stood at the previous close, then the high may raise the trail.
     pub fn exits(&mut self, s: u32, c: &Candle, out: &mut Vec<Intent>) -> Result<(), EngineError> {
         self.check_ids(0, s)?;
         let sym = &mut self.symbols[s as usize];
@@ -258,28 +207,20 @@ impl Engine {
             }
         }
         sym.last = Some(*c);
+        sym.seen += 1;
         sym.pending_signal = true;
         let close_time = c.open_time + sym.tf_ms;
+        self.features.update_atr(s, c.high, c.low, c.close);
         let nv = self.params.len();
-        for v in 0..nv {
+        for &vid in &self.held[s as usize] {
+            let v = vid as usize;
             let p = &self.params[v];
             let cell = &mut self.cells[s as usize * nv + v];
-            cell.atr_prev = cell.atr.value();
-            cell.atr.update_unchecked(c.high, c.low, c.close);
             let Some(pos) = cell.position.as_mut() else {
                 continue;
             };
-            let hit = if pos.stop == cell.stop_at_close {
-                pos.stop.on_candle(c.open, c.high, c.low, cell.atr_prev, p.trail)
-            } else {
-                let mut start = cell.stop_at_close;
-                let hit = start.on_candle(c.open, c.high, c.low, cell.atr_prev, p.trail);
-                if hit.is_none() {
-                    pos.stop.raise(c.high, cell.atr_prev, p.trail);
-                }
-                hit
-            };
-            cell.stop_at_close = pos.stop;
+            let atr_prev = self.features.atr_prev(v, s);
+            let hit = pos.stop.on_close(&mut cell.stop_at_close, c.open, c.high, c.low, atr_prev, p.trail);
             pos.bars_held += 1;
             let (price, reason) = match hit {
                 Some(h) => (h.price, h.reason),
@@ -288,7 +229,7 @@ impl Engine {
                 }
                 None => continue,
             };
-            out.push(Intent::Close { variant: v as u32, symbol: s, time: close_time, price, reason });
+            out.push(Intent::Close { variant: vid, symbol: s, time: close_time, price, reason });
         }
         Ok(())
     }
@@ -306,12 +247,15 @@ impl Engine {
         };
         sym.pending_signal = false;
         let close_time = c.open_time + sym.tf_ms;
-        let nv = self.params.len();
-        for v in 0..nv {
+        // Most candles break out of no window: then no variant needs to be looked at.
+        let candidates = self.features.judge(s, sym.seen - 1, c.close);
+        for v in (0..self.params.len()).filter(|_| candidates) {
             let p = &self.params[v];
-            let cell = &mut self.cells[s as usize * nv + v];
-            let atr = cell.atr.value();
-            if !cell.detector.step(c.high, c.close, c.volume, atr) {
+            let Some(levels) = self.features.levels(v) else {
+                continue;
+            };
+            let atr = self.features.atr(v, s);
+            if !(atr.is_finite() && p.breakout.fires(levels, c.close, c.volume, atr)) {
                 continue;
             }
             let vid = v as u32;
@@ -334,6 +278,7 @@ impl Engine {
                 },
             });
         }
+        self.features.push(s, c.high, c.volume);
         Ok(())
     }
 
@@ -348,21 +293,16 @@ impl Engine {
         self.check_ids(0, s)?;
         crate::candle::check_price("price", price, 0)?;
         let nv = self.params.len();
-        for v in 0..nv {
+        for &vid in &self.held[s as usize] {
+            let v = vid as usize;
             let p = &self.params[v];
             let cell = &mut self.cells[s as usize * nv + v];
-            let atr = cell.atr.value();
+            let atr = self.features.atr(v, s);
             let Some(pos) = cell.position.as_mut() else {
                 continue;
             };
             if let Some(h) = pos.stop.on_price(price, atr, p.trail) {
-                out.push(Intent::Close {
-                    variant: v as u32,
-                    symbol: s,
-                    time,
-                    price: h.price,
-                    reason: h.reason,
-                });
+                out.push(Intent::Close { variant: vid, symbol: s, time, price: h.price, reason: h.reason });
             }
         }
         Ok(())
@@ -410,6 +350,7 @@ impl Engine {
         };
         self.cells[i].position = Some(pos);
         self.cells[i].stop_at_close = pos.stop;
+        self.hold(v, s);
         let acct = &mut self.accounts[v as usize];
         acct.balance -= fill.cost;
         acct.open_symbols.push(s);
@@ -431,6 +372,7 @@ impl Engine {
             return Err(EngineError::InvalidParam { name: "close", reason: "no open position".into() });
         };
         self.guard.release(v, s)?;
+        self.held[s as usize].retain(|&x| x != v);
         let acct = &mut self.accounts[v as usize];
         acct.balance += fill.proceeds;
         acct.open_symbols.retain(|&x| x != s);
@@ -450,8 +392,17 @@ impl Engine {
         self.cells[i].stop_at_close = pos.stop;
         if self.cells[i].position.replace(pos).is_none() {
             self.accounts[pos.variant as usize].open_symbols.push(pos.symbol);
+            self.hold(pos.variant, pos.symbol);
         }
         Ok(())
+    }
+
+    /// Adds `v` to the holders of `s`, keeping them ascending.
+    fn hold(&mut self, v: u32, s: u32) {
+        let held = &mut self.held[s as usize];
+        if let Err(at) = held.binary_search(&v) {
+            held.insert(at, v);
+        }
     }
 
     /// Sets the guard state of (v, s) from the database without touching positions.
@@ -495,7 +446,7 @@ impl Engine {
         if self.check_ids(v, s).is_err() {
             return f64::NAN;
         }
-        self.cells[self.cell_index(v, s)].atr.value()
+        self.features.atr(v as usize, s)
     }
 
     /// Balance plus open positions marked at their symbol's last close.

@@ -8,11 +8,14 @@ pub mod breakout;
 pub mod candle;
 pub mod engine;
 pub mod error;
+pub mod features;
 pub mod fills;
 pub mod guard;
 mod hint;
 pub mod replay;
+pub mod series;
 pub mod stops;
+pub mod variant;
 
 pub use atr::{atr, atr_many, Atr};
 pub use candle::{first_problem, Candle, CandleProblem};

@@ -6,97 +6,9 @@
 use crate::candle::Candle;
 use crate::engine::{ClosedTrade, Engine, Intent, Position, SkipReason, VariantParams};
 use crate::error::EngineError;
-use crate::hint::prefetch;
-
-/// One symbol's candles, columns of equal length, `time` = open times in ms, strictly increasing.
-#[derive(Debug, Clone, Copy)]
-pub struct Series<'a> {
-    pub symbol: &'a str,
-    pub tf_ms: i64,
-    pub time: &'a [i64],
-    pub open: &'a [f64],
-    pub high: &'a [f64],
-    pub low: &'a [f64],
-    pub close: &'a [f64],
-    pub volume: &'a [f64],
-}
-
-impl Series<'_> {
-    fn len(&self) -> usize {
-        self.time.len()
-    }
-
-    fn candle(&self, i: usize) -> Candle {
-        Candle {
-            open_time: self.time[i],
-            open: self.open[i],
-            high: self.high[i],
-            low: self.low[i],
-            close: self.close[i],
-            volume: self.volume[i],
-        }
-    }
-
-    /// Checks equal lengths, valid candles and strictly increasing times, and returns the candles as
-    /// rows. Replay reads one candle of every symbol per close time; six column streams per symbol
-    /// would be hundreds of interleaved streams (a TLB miss on nearly every read), one row stream per
-    /// symbol is not.
-    pub fn pack(&self) -> Result<Packed<'_>, EngineError> {
-        let n = self.len();
-        for (field, len) in [
-            ("open", self.open.len()),
-            ("high", self.high.len()),
-            ("low", self.low.len()),
-            ("close", self.close.len()),
-            ("volume", self.volume.len()),
-        ] {
-            if len != n {
-                return Err(EngineError::LengthMismatch { expected: n, field, got: len });
-            }
-        }
-        let mut candles = Vec::with_capacity(n);
-        let mut ok = true;
-        let mut prev = i64::MIN;
-        for i in 0..n {
-            let c = self.candle(i);
-            // Branch-free over the whole series; the first bad row is looked for only if there is one.
-            ok &= c.is_valid() & (i == 0 || c.open_time > prev);
-            prev = c.open_time;
-            candles.push(c);
-        }
-        if !ok {
-            for (i, c) in candles.iter().enumerate() {
-                c.validate(i)?;
-                if i > 0 && c.open_time <= candles[i - 1].open_time {
-                    return Err(EngineError::Unsorted { index: i });
-                }
-            }
-        }
-        Ok(Packed { symbol: self.symbol, tf_ms: self.tf_ms, candles })
-    }
-}
-
-/// One symbol's validated candles as rows.
-#[derive(Debug, Clone)]
-pub struct Packed<'a> {
-    pub symbol: &'a str,
-    pub tf_ms: i64,
-    pub candles: Vec<Candle>,
-}
-
-impl Packed<'_> {
-    fn len(&self) -> usize {
-        self.candles.len()
-    }
-
-    /// Asks for the cache lines of candle `i` ahead of time (a row may straddle two lines).
-    #[inline(always)]
-    fn prefetch(&self, i: usize) {
-        if let Some(c) = self.candles.get(i) {
-            prefetch(c);
-        }
-    }
-}
+use crate::features::Candidates;
+pub use crate::series::{Packed, Series};
+use std::sync::Arc;
 
 /// Counts of one variant's run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -181,29 +93,19 @@ pub fn replay_detailed(
         }
     }
     // Validation and packing are per symbol: split across the cores, results kept in id order.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
-    let chunk = order.len().div_ceil(cores).max(1);
-    let pack = |ids: &[usize]| -> Vec<Result<Packed<'_>, EngineError>> {
-        ids.iter()
-            .map(|&i| {
-                let s = &series[i];
-                s.pack().map_err(|e| EngineError::InvalidParam {
-                    name: "series",
-                    reason: format!("{}: {e}", s.symbol),
-                })
-            })
-            .collect()
-    };
-    let packed: Vec<Result<Packed<'_>, EngineError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = order.chunks(chunk).skip(1).map(|ids| scope.spawn(move || pack(ids))).collect();
-        let mut all = pack(order.chunks(chunk).next().unwrap_or(&[]));
-        for h in handles {
-            all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-        }
-        all
+    let packed = per_symbol(&order, |i| {
+        let s = &series[i];
+        s.pack()
+            .map_err(|e| EngineError::InvalidParam { name: "series", reason: format!("{}: {e}", s.symbol) })
     });
     let by_id = packed.into_iter().collect::<Result<Vec<Packed<'_>>, EngineError>>()?;
     let detail_by_id = pack_detail(series, &order, detail)?;
+    // The breakout windows depend on the lookback only: found once per symbol and lookback, for
+    // every group of variants.
+    let (lookbacks, min_buffer) = Candidates::lookbacks_of(&params);
+    let ids: Vec<usize> = (0..by_id.len()).collect();
+    let found = per_symbol(&ids, |id| Candidates::find_symbol(&lookbacks, &min_buffer, &by_id[id].candles));
+    let found = Arc::new(Candidates::new(lookbacks, min_buffer, found));
 
     let nv = params.len();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, nv.max(1));
@@ -219,11 +121,18 @@ pub fn replay_detailed(
             .map(|g| {
                 let p = group_params(g);
                 let detail = &detail_by_id;
-                scope.spawn(move || run_group(p, by_id, detail, 0, |_, _| {}))
+                let found = Arc::clone(&found);
+                scope.spawn(move || run_group(p, found, by_id, detail, 0, |_, _| {}))
             })
             .collect();
-        let mut parts =
-            vec![run_group(group_params(&groups[0]), by_id, &detail_by_id, progress_every, &mut progress)];
+        let mut parts = vec![run_group(
+            group_params(&groups[0]),
+            Arc::clone(&found),
+            by_id,
+            &detail_by_id,
+            progress_every,
+            &mut progress,
+        )];
         parts.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
         parts
     });
@@ -270,6 +179,21 @@ pub fn replay_detailed(
     Ok(result)
 }
 
+/// `f` of every id in `ids`, the ids split across the cores, results in `ids`' order.
+fn per_symbol<T: Send>(ids: &[usize], f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let chunk = ids.len().div_ceil(cores).max(1);
+    let run = |part: &[usize]| -> Vec<T> { part.iter().map(|&i| f(i)).collect() };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ids.chunks(chunk).skip(1).map(|part| scope.spawn(|| run(part))).collect();
+        let mut all = run(ids.chunks(chunk).next().unwrap_or(&[]));
+        for h in handles {
+            all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        all
+    })
+}
+
 /// The detail series packed and put at their main series' ids (`None` where a symbol has none).
 fn pack_detail<'a>(
     series: &[Series<'_>],
@@ -301,12 +225,14 @@ fn pack_detail<'a>(
 /// One engine (a group of variants) over the validated series, in id order.
 fn run_group(
     params: Vec<VariantParams>,
+    found: Arc<Candidates>,
     by_id: &[Packed<'_>],
     detail: &[Option<Packed<'_>>],
     progress_every: u64,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReplayResult, EngineError> {
     let mut engine = Engine::new(params)?;
+    engine.use_candidates(found)?;
     let nv = engine.params().len();
     for s in by_id {
         engine.add_symbol(s.symbol, s.tf_ms)?;

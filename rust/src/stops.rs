@@ -146,6 +146,38 @@ impl StopState {
         None
     }
 
+    /// A candle close of the symbol of an open position whose stop is `self`; `at_close` is the
+    /// stop as it stood at the symbol's previous close (or at the open), and becomes `self` after.
+    ///
+    /// The candle's open and low are tested against the stop as it stood at the previous close,
+    /// then its high may raise the trail (the conservative order). When live prices raised the stop
+    /// since then (the daemon's exit pass, replay's detail), the prices they brought were tested
+    /// against the stop as it rose; the candle's open came before those raises and its low may have
+    /// too, so testing them against the raised stop would sell at a price from before the raise.
+    #[inline]
+    pub fn on_close(
+        &mut self,
+        at_close: &mut StopState,
+        open: f64,
+        high: f64,
+        low: f64,
+        atr_prev: f64,
+        p: TrailParams,
+    ) -> Option<StopHit> {
+        let hit = if *self == *at_close {
+            self.on_candle(open, high, low, atr_prev, p)
+        } else {
+            let mut start = *at_close;
+            let hit = start.on_candle(open, high, low, atr_prev, p);
+            if hit.is_none() {
+                self.raise(high, atr_prev, p);
+            }
+            hit
+        };
+        *at_close = *self;
+        hit
+    }
+
     /// One live price between candle closes: exit at the price if at or below the stop, else raise.
     #[inline]
     pub fn on_price(&mut self, price: f64, atr: f64, p: TrailParams) -> Option<StopHit> {

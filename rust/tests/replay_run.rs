@@ -467,6 +467,34 @@ proptest! {
         }
     }
 
+    /// Variants with one lookback and one ATR period share their windows and ATRs (found ahead in
+    /// replay, slid per candle in the driven engine): each still decides exactly as it does alone.
+    #[test]
+    fn shared_windows_decide_as_each_variant_alone(
+        params in (any_variant("a"), any_variant("b"), any_variant("c")).prop_map(|(a, mut b, mut c)| {
+            b.breakout.lookback = a.breakout.lookback;
+            b.atr_period = a.atr_period;
+            c.atr_period = a.atr_period;
+            vec![a, b, c]
+        }),
+        cols in any_universe(),
+    ) {
+        let together = run(params.clone(), &cols).unwrap();
+        assert_same(&together, &drive(params.clone(), &cols));
+        for (v, p) in params.iter().enumerate() {
+            let alone = run(vec![p.clone()], &cols).unwrap();
+            let mut theirs = alone.trades.clone();
+            for t in &mut theirs {
+                t.position.variant = v as u32;
+            }
+            let mine: Vec<ClosedTrade> =
+                together.trades.iter().filter(|t| t.position.variant == v as u32).copied().collect();
+            prop_assert_eq!(format!("{mine:?}"), format!("{theirs:?}"));
+            prop_assert_eq!(alone.balances[0].to_bits(), together.balances[v].to_bits());
+            prop_assert_eq!(&alone.counts[0], &together.counts[v]);
+        }
+    }
+
     #[test]
     fn replay_is_deterministic_on_any_input(
         params in (any_variant("a"), any_variant("b")).prop_map(|(a, b)| vec![a, b]),
