@@ -54,6 +54,25 @@ fn bench_replay(cr: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements((symbols * bars * variants.len()) as u64));
     g.bench_function("100x5000x4", |b| b.iter(|| replay(variants.clone(), &series, 0, |_, _| {}).unwrap()));
+    // A search's batch: 64 postures over the same candles, lookbacks and multiples drawn from
+    // `sigil optimize`'s default space (17 lookbacks, so windows are shared).
+    let batch: Vec<VariantParams> = (0..64)
+        .map(|i| {
+            let mut r = |n: u64| (rng.next_f64() * n as f64) as usize;
+            let mut p = variant(
+                &format!("p{i}"),
+                0.5 + 0.25 * r(15) as f64,
+                8 + 4 * r(17),
+                1.0 + 0.25 * r(17) as f64,
+                1 + r(12),
+                4 * r(13) as u32,
+            );
+            p.trail.trail_mult = 0.5 + 0.25 * r(19) as f64;
+            p
+        })
+        .collect();
+    g.throughput(Throughput::Elements((symbols * bars * batch.len()) as u64));
+    g.bench_function("100x5000x64", |b| b.iter(|| replay(batch.clone(), &series, 0, |_, _| {}).unwrap()));
     g.finish();
 }
 
