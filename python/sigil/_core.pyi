@@ -28,6 +28,7 @@ __all__ = [
     "buy_fill",
     "check_candle",
     "check_candles",
+    "feather_columns",
     "hard_stop_pct",
     "hard_stop_price",
     "open_cost",
@@ -199,6 +200,11 @@ class CandleProblem:
     def message(self) -> str: ...
     def __eq__(self, value: object, /) -> bool: ...
     def __ne__(self, value: object, /) -> bool: ...
+
+def feather_columns(data: bytes) -> list[tuple[str, str, npt.NDArray[Any]]] | None:
+    """The columns of a feather (Arrow IPC) file's bytes as ``(name, type, values)``, type
+    ``"double"``, ``"int64"`` or ``"timestamp[s|ms|us|ns]"``; None unless the file is in the plain
+    candle layout (no nulls, no other types, uncompressed or LZ4)."""
 
 def check_candles(
     time: npt.NDArray[np.int64],

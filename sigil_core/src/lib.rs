@@ -11,6 +11,7 @@ mod atr_fast;
 mod candles;
 mod engine;
 mod errors;
+mod feather;
 mod fills;
 mod guard;
 mod intents;
@@ -28,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     atr::register(m)?;
     candles::register(m)?;
     engine::register(m)?;
+    feather::register(m)?;
     fills::register(m)?;
     guard::register(m)?;
     replay::register(m)?;

@@ -161,6 +161,45 @@ def _check_times(path: Path, arr: F64, where: Where) -> None:
 
 
 def _read_feather(path: Path) -> _Read:
+    """A feather file in the plain candle layout straight from its bytes (:func:`sigil._core.feather_columns`:
+    no pyarrow to import, no table to build); any other file through pyarrow, which reads what Arrow
+    can and words what is wrong."""
+    try:
+        columns = _core.feather_columns(path.read_bytes())
+    except OSError:
+        columns = None  # pyarrow says why it cannot read it, as for any other unreadable file
+    plain = _plain_feather(path, columns) if columns is not None else None
+    return plain if plain is not None else _read_feather_pyarrow(path)
+
+
+def _plain_feather(path: Path, columns: list[tuple[str, str, npt.NDArray[Any]]]) -> _Read | None:
+    """The candles of a plain file's columns; None when a column is missing, given twice or of
+    another type, or there are no rows: the pyarrow reader words those refusals."""
+    names = [name for name, _, _ in columns]
+    by_name = {name: (kind, values) for name, kind, values in columns}
+    if any(names.count(c) != 1 for c in ("date", *_COLUMNS)) or len(columns[0][2]) == 0:
+        return None
+    kind, raw = by_name["date"]
+    if kind.startswith("timestamp["):
+        time = _timestamp_ms(path, raw, kind.removeprefix("timestamp[").removesuffix("]"))
+    else:
+        _check_times(path, raw.astype(np.float64), row_from_0)
+        time = raw
+    if any(by_name[c][0] != "double" for c in _COLUMNS):
+        return None
+    return _Read(np.ascontiguousarray(time, dtype=np.int64), [by_name[c][1] for c in _COLUMNS])
+
+
+def _timestamp_ms(path: Path, raw: I64, unit: str) -> I64:
+    """Timestamps in ``unit`` (s, ms, us, ns) as milliseconds, each checked to be a candle time."""
+    mul, div = {"s": (1_000, 1), "ms": (1, 1), "us": (1, 1_000), "ns": (1, 1_000_000)}[unit]
+    # Checked as floats first: seconds scaled to ms could leave int64.
+    _check_times(path, np.floor(raw.astype(np.float64) * mul / div), row_from_0)
+    time: I64 = raw * mul // div
+    return time
+
+
+def _read_feather_pyarrow(path: Path) -> _Read:
     import pyarrow as pa
     import pyarrow.feather as feather
 
@@ -184,11 +223,7 @@ def _read_feather(path: Path) -> _Read:
             raise DataError(f"{path}: {row_from_0(i)}: {name} is missing (null)")
     date = table.column("date")
     if pa.types.is_timestamp(date.type):
-        mul, div = {"s": (1_000, 1), "ms": (1, 1), "us": (1, 1_000), "ns": (1, 1_000_000)}[date.type.unit]
-        raw = _numpy(date.cast(pa.int64()), np.dtype(np.int64))
-        # Checked as floats first: seconds scaled to ms could leave int64.
-        _check_times(path, np.floor(raw.astype(np.float64) * mul / div), row_from_0)
-        time = raw * mul // div
+        time = _timestamp_ms(path, _numpy(date.cast(pa.int64()), np.dtype(np.int64)), date.type.unit)
     elif pa.types.is_integer(date.type):
         raw_any = _numpy(date, np.dtype(str(date.type)))
         _check_times(path, raw_any.astype(np.float64), row_from_0)

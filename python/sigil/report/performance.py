@@ -218,7 +218,7 @@ def performance(
         sqn=_sqn(trades),
         exposure=exposure(time, trades.entry_time, trades.exit_time, opened),
         avg_hold_s=float(hold.mean()) if hold.size else None,
-        median_hold_s=float(np.median(hold)) if hold.size else None,
+        median_hold_s=_median(hold) if hold.size else None,
         max_losing_streak=max_losing_streak(trades.pnl),
         by_symbol={
             trades.symbols[k]: trade_figures(trades.where(trades.symbol == k))
@@ -226,6 +226,13 @@ def performance(
         },
         by_month=_by_month(starting_balance, time, curve, trades),
     )
+
+
+def _median(x: F64) -> float:
+    """``np.median`` of a NaN-free column, without the ``numpy.ma`` import (about 10 ms) it makes."""
+    s = np.sort(x)
+    m = s.size // 2
+    return float(s[m]) if s.size % 2 else float((s[m - 1] + s[m]) / 2)
 
 
 def max_drawdown(curve: F64) -> float:
