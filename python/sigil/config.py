@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sigil._core import STOP_CAP_PCT, STOP_FLOOR_PCT
 from sigil.daemon.share import parse_shard
 from sigil.errors import ConfigError
-from sigil.notify.events import DEFAULT_EVENTS, EVENT_NAMES
+from sigil.notify.names import DEFAULT_EVENTS, EVENT_NAMES
 
 
 class _Strict(BaseModel):

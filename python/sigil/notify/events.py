@@ -11,32 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
+# Re-exported: the names belong with the shapes for every reader but the config.
+from sigil.notify.names import DEFAULT_EVENTS as DEFAULT_EVENTS
+from sigil.notify.names import EVENT_NAMES as EVENT_NAMES
+from sigil.notify.names import NotifyEvent
 from sigil.times import iso
-
-
-class NotifyEvent(StrEnum):
-    """The names ``notify.events`` chooses among."""
-
-    OPEN = "open"
-    CLOSE = "close"
-    #: A live order's exchange fill recorded (the open's notice carries the price already).
-    FILL = "fill"
-    ORDER_FAILED = "order_failed"
-    OUTCOME_UNKNOWN = "outcome_unknown"
-    PASS_FAILED = "pass_failed"
-    REARMED = "rearmed"
-    HEARTBEAT_STALE = "heartbeat_stale"
-    STARTED = "started"
-    STOPPED = "stopped"
-    DAILY_SUMMARY = "daily_summary"
-
-
-EVENT_NAMES: tuple[str, ...] = tuple(e.value for e in NotifyEvent)
-#: What is sent when ``notify.events`` is not set: everything but the live fill, which repeats the open.
-DEFAULT_EVENTS: tuple[str, ...] = tuple(e for e in EVENT_NAMES if e != NotifyEvent.FILL)
 
 #: The title's first word where it is not the event's name.
 _WORD = {NotifyEvent.HEARTBEAT_STALE: "stale", NotifyEvent.DAILY_SUMMARY: "summary"}

@@ -16,16 +16,47 @@ not imported here so that commands without a scheduler do not load it).
 
 from __future__ import annotations
 
-from sigil._core import SkipReason
-from sigil.store.accounts import Account, AccountStore
-from sigil.store.db import Database, DatabaseTarget, open_database, resolve_target
-from sigil.store.events import Event, EventKind, EventStore
-from sigil.store.guard_mirror import GuardMirror
-from sigil.store.heartbeats import Heartbeat, HeartbeatStore, PassStats
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported now: ``migrate`` is also the name of its module, which the import system would otherwise
+# bind here in the function's place the first time any code imports ``sigil.store.migrate``.
 from sigil.store.migrate import SchemaStatus, migrate, require_current, schema_status
-from sigil.store.notify import GuardChange
-from sigil.store.positions import OpenResult, Position, PositionStore
-from sigil.store.protections import GuardState, Protection, SymbolProtectionStore
+
+if TYPE_CHECKING:
+    from sigil._core import SkipReason
+    from sigil.store.accounts import Account, AccountStore
+    from sigil.store.db import Database, DatabaseTarget, open_database, resolve_target
+    from sigil.store.events import Event, EventKind, EventStore
+    from sigil.store.guard_mirror import GuardMirror
+    from sigil.store.heartbeats import Heartbeat, HeartbeatStore, PassStats
+    from sigil.store.notify import GuardChange
+    from sigil.store.positions import OpenResult, Position, PositionStore
+    from sigil.store.protections import GuardState, Protection, SymbolProtectionStore
+
+#: Where each name lives. Imported on first use: ``sigil probe`` needs the heartbeats and the schema
+#: check, not the position or guard stores (about a third of its start-up on their own).
+_HOME = {
+    "SkipReason": "sigil._core",
+    **dict.fromkeys(("Account", "AccountStore"), "sigil.store.accounts"),
+    **dict.fromkeys(("Database", "DatabaseTarget", "open_database", "resolve_target"), "sigil.store.db"),
+    **dict.fromkeys(("Event", "EventKind", "EventStore"), "sigil.store.events"),
+    "GuardMirror": "sigil.store.guard_mirror",
+    **dict.fromkeys(("Heartbeat", "HeartbeatStore", "PassStats"), "sigil.store.heartbeats"),
+    "GuardChange": "sigil.store.notify",
+    **dict.fromkeys(("OpenResult", "Position", "PositionStore"), "sigil.store.positions"),
+    **dict.fromkeys(("GuardState", "Protection", "SymbolProtectionStore"), "sigil.store.protections"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'sigil.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Account",
