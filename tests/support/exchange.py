@@ -8,9 +8,11 @@ import os
 import re
 from typing import Any
 
-import ccxt.async_support as ccxt
-
 from sigil.config import ExchangeConfig
+from sigil.exchange.ccxt_deferred import async_ccxt
+
+# ccxt with only the exchange that is used loaded (sigil.exchange.ccxt_deferred).
+ccxt = async_ccxt()
 
 
 def fast_config(**overrides: Any) -> ExchangeConfig:

@@ -17,12 +17,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-import ccxt.async_support as ccxt
-
 from sigil import _core
 from sigil.config import Variant
 from sigil.errors import ExchangeRejected, ExchangeUnavailable, OrderOutcomeUnknown, OrderRefused
 from sigil.exchange.ccxt_client import ExchangeClient
+from sigil.exchange.ccxt_deferred import async_ccxt
+
+# ccxt with only the exchange that is used loaded (sigil.exchange.ccxt_deferred).
+ccxt = async_ccxt()
 
 #: Refusal reasons.
 REFUSED_VARIANT = "variant"

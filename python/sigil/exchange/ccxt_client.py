@@ -29,15 +29,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import ccxt.async_support as ccxt
-
 from sigil.config import ExchangeConfig
 from sigil.data.candles import timeframe_ms
 from sigil.errors import ConfigError, ExchangeRejected, ExchangeUnavailable
 from sigil.exchange.candle_rows import Candle, CandleRows
+from sigil.exchange.ccxt_deferred import async_ccxt
 from sigil.exchange.ccxt_hooks import exchange_class, point_urls
 from sigil.exchange.redaction import Redactor, public_url
 from sigil.exchange.settings import ExchangeSettings, resolve_exchange
+
+# ccxt with only the exchange that is used loaded (sigil.exchange.ccxt_deferred).
+ccxt = async_ccxt()
 
 __all__ = ["MAX_CANDLES_PER_REQUEST", "Candle", "ExchangeClient", "ExchangeStats", "PassResult"]
 

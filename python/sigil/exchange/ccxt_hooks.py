@@ -11,9 +11,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import ccxt.async_support as ccxt
-
 from sigil.errors import ConfigError
+from sigil.exchange.ccxt_deferred import async_ccxt
+
+# ccxt with only the exchange that is used loaded (sigil.exchange.ccxt_deferred).
+ccxt = async_ccxt()
 
 
 class RequestCounter(Protocol):
