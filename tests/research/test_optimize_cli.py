@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -56,7 +57,7 @@ def write_window(series: list[CandleSeries], folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def study(pg: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str]:
+def study(pg: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
     """One small study for the module: (database URL, export file, printed report)."""
     cm = pg.database(migrated=False)  # type: ignore[attr-defined]
     url = cm.__enter__()

@@ -31,6 +31,8 @@ pytestmark = pytest.mark.postgres
 
 #: Heartbeat of the workers here: a dead worker's trial is failed 3 s after its last beat.
 HEARTBEAT_S = 1
+#: The two-process study's target.
+PAIR_TRIALS = 400
 
 
 @pytest.fixture
@@ -141,7 +143,9 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_another_finishes(url: str) 
 def test_two_join_processes_share_a_study_and_survive_a_kill(url: str) -> None:
     """Two ``--join`` processes started separately both add trials; one is killed with -9 mid-trial,
     the other completes the study, retried trial included."""
-    make_study(url, "pair", trials=40, batch=4)
+    # Enough trials that the study is not done before a worker is caught mid-batch (a batch of 8 on
+    # the bundled pairs takes a fraction of a second).
+    make_study(url, "pair", trials=PAIR_TRIALS, batch=8)
     b = join(url, "pair")
     started = [b]
     try:
@@ -158,6 +162,6 @@ def test_two_join_processes_share_a_study_and_survive_a_kill(url: str) -> None:
         for p in started:
             if p.poll() is None:
                 p.kill()
-    check_after_crash(url, "pair", 40, a.pid, finished_before)
+    check_after_crash(url, "pair", PAIR_TRIALS, a.pid, finished_before)
     by = {t.user_attrs.get("worker") for t in trials_of(url, "pair") if t.state.is_finished()}
     assert {worker(a.pid), worker(b.pid)} <= by

@@ -1,5 +1,11 @@
 """One worker of ``sigil optimize``: trials asked of Optuna in batches, each batch replayed in one pass.
 
+A batch's postures come from one fit of multivariate TPE on the study's trials
+(:class:`sigil.research.sampler.BatchTPESampler`), and the batch is written to the study, running,
+in one transaction, then told in another (:mod:`sigil.research.study_rows`): Optuna's ``ask`` and
+``tell`` would refit TPE for every trial and commit every parameter and attribute on its own, which
+at a thousand trials costs several times the engine's time per posture.
+
 A batch of k postures is replayed by the engine over the fold's training candles in calls of
 :data:`ENGINE_CHUNK` variants (:func:`sigil.research.replay.replay_series`): in each call the candles
 are validated and packed once, and the variants share every pass over them. Each trial is then told its score
@@ -37,7 +43,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import optuna
-from optuna.storages import InMemoryStorage, RDBStorage, fail_stale_trials
+from optuna.distributions import BaseDistribution
+from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import TrialState
 
 from sigil.config import Config, Variant
@@ -46,7 +53,9 @@ from sigil.errors import ConfigError
 from sigil.report.performance import daily_returns
 from sigil.research.objective import OBJECTIVES
 from sigil.research.replay import ReplayResult, replay_series
-from sigil.research.studies import FINISHED, StudySpec, study_state
+from sigil.research.sampler import BatchTPESampler, space_distributions
+from sigil.research.studies import FINISHED, StudySpec
+from sigil.research.study_rows import Outcome, beat, counts, create_running, finish
 
 #: Seconds between looks at a study whose remaining trials are all running elsewhere.
 IDLE_POLL_S = 1.0
@@ -87,8 +96,9 @@ class WorkerStats:
 
 
 class Heartbeats:
-    """Beats the heartbeat of a batch's trials every ``interval`` seconds, from a thread (the engine
-    releases the GIL while it replays, so the beats go on)."""
+    """Beats the heartbeat of a batch's trials every ``interval`` seconds, in one transaction each
+    time, from a thread (the engine releases the GIL while it replays, so the beats go on). The
+    trials beat once already when they were written (or taken from the queue)."""
 
     def __init__(self, storage: RDBStorage, trial_ids: Sequence[int], interval: float) -> None:
         self._storage, self._ids, self._interval = storage, list(trial_ids), interval
@@ -97,12 +107,9 @@ class Heartbeats:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            for trial_id in self._ids:
-                self._storage.record_heartbeat(trial_id)
+            beat(self._storage, self._ids)
 
     def __enter__(self) -> Heartbeats:
-        for trial_id in self._ids:
-            self._storage.record_heartbeat(trial_id)
         self._thread.start()
         return self
 
@@ -111,12 +118,19 @@ class Heartbeats:
         self._thread.join()
 
 
-def make_sampler(spec: StudySpec, seed: int | None) -> optuna.samplers.BaseSampler:
-    """Multivariate TPE with the constant liar: a batch's trials are asked before any is told, and the
-    liar keeps them from all landing on the same spot."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+def make_sampler(spec: StudySpec, seed: int | None) -> BatchTPESampler:
+    """Multivariate TPE, a batch's postures from one fit of its estimators (see
+    :mod:`sigil.research.sampler`); other workers' running trials count as bad ones (the constant liar)."""
+    return BatchTPESampler(seed=seed)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A trial this worker runs: its id in the storage, its number in the study, its posture."""
+
+    trial_id: int
+    number: int
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,10 @@ def run_studies(
     is passed over for the next, and looked at again later. ``on_batch(k)`` follows each batch."""
     stats = WorkerStats()
     samplers = {t.name: make_sampler(t.spec, seed) for t in tasks}
-    studies = {t.name: optuna.load_study(study_name=t.name, storage=storage) for t in tasks}
+    studies = {
+        t.name: optuna.load_study(study_name=t.name, storage=storage, sampler=samplers[t.name]) for t in tasks
+    }
+    spaces = {t.name: space_distributions(t.spec.space.suggest) for t in tasks}
     interval = float(storage.get_heartbeat_interval() or 10)
     me = worker_id()
     pending = list(tasks)
@@ -150,29 +167,30 @@ def run_studies(
         progressed = False
         for task in list(pending):
             study = studies[task.name]
+            started = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 fail_stale_trials(study)
-            state = study_state(study)
-            if state.finished >= task.spec.trials:
+            state = counts(storage, study._study_id)
+            finished = state[TrialState.COMPLETE] + state[TrialState.PRUNED]
+            if finished >= task.spec.trials:
                 pending.remove(task)
                 continue
-            room = task.spec.trials - state.finished - state.running
+            room = task.spec.trials - finished - state[TrialState.RUNNING]
             if room <= 0:
                 # Every remaining trial runs in another worker: they finish, or their heartbeats stop
                 # and a later look fails them and queues them again.
                 stuck.watch(study, interval)
                 continue
-            started = time.perf_counter()
             k = min(task.spec.batch, room)
-            trials = _retried(storage, study, task.spec, min(k, state.waiting))
-            trials += _claim(storage, study, samplers[task.name], task.spec, k - len(trials), me)
-            trials = _trim(study, task.spec, trials)
+            trials = _retried(storage, study, task.spec, min(k, state[TrialState.WAITING]))
+            trials += _claim(storage, study, samplers[task.name], spaces[task.name], k - len(trials), me)
+            trials = _trim(storage, study, task.spec, trials)
             asked = time.perf_counter() - started
             if not trials:
                 continue
-            with Heartbeats(storage, [t._trial_id for t in trials], interval):
-                told = _evaluate(study, task.spec, trials, task.train, config, asked, stats)
+            with Heartbeats(storage, [t.trial_id for t in trials], interval):
+                told = _evaluate(storage, task.spec, trials, task.train, config, asked, stats)
             stats.trials += told
             stats.batches += 1
             stats.by_study[task.name] = stats.by_study.get(task.name, 0) + told
@@ -206,22 +224,20 @@ class _Stuck:
             self._seen.pop(study.study_name, None)
 
 
-def _trim(study: optuna.Study, spec: StudySpec, trials: list[optuna.Trial]) -> list[optuna.Trial]:
+def _trim(storage: RDBStorage, study: optuna.Study, spec: StudySpec, trials: list[Claimed]) -> list[Claimed]:
     """The batch less the trials that took the study past its target: workers that counted the room
     at the same moment both asked for it. The last ones written are failed, unrun, with the reason."""
-    state = study_state(study)
-    excess = state.finished + state.running + state.waiting - spec.trials
+    state = counts(storage, study._study_id)
+    excess = sum(state[s] for s in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)) - spec.trials
     if excess <= 0:
         return trials
     drop = sorted(trials, key=lambda t: t.number)[len(trials) - min(excess, len(trials)) :]
-    for t in drop:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, ValueError):
-            t.set_user_attr("result", {"failed": "beyond the study's trial target (another worker took it)"})
-            study.tell(t, state=TrialState.FAIL)
+    reason = {"failed": "beyond the study's trial target (another worker took it)"}
+    finish(storage, [Outcome(t.trial_id, TrialState.FAIL, None, {"result": reason}) for t in drop])
     return [t for t in trials if t not in drop]
 
 
-def _retried(storage: RDBStorage, study: optuna.Study, spec: StudySpec, n: int) -> list[optuna.Trial]:
+def _retried(storage: RDBStorage, study: optuna.Study, spec: StudySpec, n: int) -> list[Claimed]:
     """Up to ``n`` trials queued again after their worker died, taken through Optuna's ``ask``
     (which hands out waiting trials first, with their parameters fixed)."""
     out = []
@@ -234,62 +250,38 @@ def _retried(storage: RDBStorage, study: optuna.Study, spec: StudySpec, n: int) 
         spec.space.suggest(trial)
         # The queued copy carries the dead worker's attributes; this worker runs it now.
         trial.set_user_attr("worker", worker_id())
-        out.append(trial)
+        out.append(Claimed(trial._trial_id, trial.number, dict(trial.params)))
     return out
 
 
 def _claim(
     storage: RDBStorage,
     study: optuna.Study,
-    sampler: optuna.samplers.BaseSampler,
-    spec: StudySpec,
+    sampler: BatchTPESampler,
+    space: dict[str, BaseDistribution],
     k: int,
     me: str,
-) -> list[optuna.Trial]:
-    """``k`` new trials: sampled on an in-memory copy of the study (its finished trials, and its
-    running ones for the constant liar), then written to the shared study in one transaction each.
-
-    Optuna's own ``ask`` + ``suggest_*`` commits every parameter on its own (a dozen round trips per
-    trial, several times the engine's time per posture); sampling on a copy and writing each trial
-    whole gives the sampler the same view of the study and the database three statements per trial.
-    """
+) -> list[Claimed]:
+    """``k`` new trials, sampled together from one fit of TPE on the study's trials, and written to
+    the shared study, running, in one transaction (see :mod:`sigil.research.study_rows`)."""
     if k <= 0:
         return []
-    memory = InMemoryStorage()
-    local = optuna.create_study(storage=memory, directions=study.directions, sampler=sampler)
-    local_id = memory.get_study_id_from_name(local.study_name)
-    keys = set(spec.space.params)
-    for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):
-        if set(t.params) == keys:
-            memory.create_new_trial(local_id, template_trial=t)
-    study_id = storage.get_study_id_from_name(study.study_name)
-    out = []
-    for _ in range(k):
-        proposal = local.ask()
-        spec.space.suggest(proposal)
-        template = optuna.trial.create_trial(
-            state=TrialState.RUNNING,
-            params=proposal.params,
-            distributions=proposal.distributions,
-            user_attrs={"worker": me},
-        )
-        trial_id = storage.create_new_trial(study_id, template_trial=template)
-        # At once: a trial that never beat is never seen as stale (see _fail_stuck for the rest).
-        storage.record_heartbeat(trial_id)
-        out.append(optuna.trial.Trial(study, trial_id))
-    return out
+    proposals = sampler.sample_batch(study, space, k)
+    written = create_running(storage, study._study_id, proposals, space, {"worker": me})
+    return [Claimed(trial_id, number, p) for (trial_id, number), p in zip(written, proposals, strict=True)]
 
 
 def _evaluate(
-    study: optuna.Study,
+    storage: RDBStorage,
     spec: StudySpec,
-    trials: list[optuna.Trial],
+    trials: list[Claimed],
     train: Sequence[CandleSeries],
     config: Config,
     asked_s: float,
     stats: WorkerStats,
 ) -> int:
-    """Replays the batch, records each trial's attributes and tells Optuna; returns the trials told."""
+    """Replays the batch, then records every trial's attributes and tells its outcome, all in one
+    transaction; returns the trials told (a trial another worker failed meanwhile keeps its state)."""
     started = time.perf_counter()
     variants: dict[int, Variant] = {}
     infeasible: dict[int, str] = {}
@@ -316,21 +308,19 @@ def _evaluate(
     started = time.perf_counter()
     share_engine = engine_s / max(1, len(variants))
     share_optuna = (asked_s + suggest_s) / len(trials)
+    told = []
     for t in trials:
         values, reason, attrs = outcomes.get(t.number) or (None, infeasible.get(t.number), {})
         if values is None:
             attrs["failed"] = reason
-        try:
-            t.set_user_attr("engine_s", share_engine if t.number in variants else 0.0)
-            # One attribute for the rest: every attribute is a statement and a commit of its own.
-            t.set_user_attr("result", {**attrs, "optuna_s": share_optuna})
-            if values is None:
-                study.tell(t, state=TrialState.PRUNED)
-            else:
-                study.tell(t, values)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-            # Another worker gave up on this trial and failed it (see _Stuck); its copy counts.
-            continue
+        user_attrs = {
+            "engine_s": share_engine if t.number in variants else 0.0,
+            "result": {**attrs, "optuna_s": share_optuna},
+        }
+        state = TrialState.PRUNED if values is None else TrialState.COMPLETE
+        told.append(Outcome(t.trial_id, state, values, user_attrs))
+    # A trial another worker gave up on and failed (see _Stuck) is left failed; its copy counts.
+    finish(storage, told)
     stats.engine_s += engine_s
     stats.figures_s += figures_s
     stats.optuna_s += asked_s + suggest_s + time.perf_counter() - started
