@@ -31,13 +31,15 @@ def url(pg: PgServer) -> Iterator[str]:
         yield u
 
 
-def search(url: str, name: str, trials: int, batch: int, seed: int | None) -> list[FrozenTrial]:
+def search(
+    url: str, name: str, trials: int, batch: int, seed: int | None, objective: str = "calmar"
+) -> list[FrozenTrial]:
     """A holdout study on two bundled files, run to ``trials`` by this process; its trials."""
     series = load_universe(sorted(BUNDLED.glob("*.feather"))[:2])
     (fold,) = split(data_span(series))
     train = slice_series(series, fold.train)
     config = load_config()
-    spec = StudySpec(load_space(default_space_path()), parse_objective("calmar", 1), trials, batch, fold,
+    spec = StudySpec(load_space(default_space_path()), parse_objective(objective, 1), trials, batch, fold,
                      config.settings.defaults, candles_digest(train), True)  # fmt: skip
     storage = open_storage(url, 10)
     create_study(storage, name, spec, True)
@@ -79,3 +81,11 @@ def test_the_same_seed_gives_the_same_search(url: str) -> None:
     assert [t.params for t in a] == [t.params for t in b]
     assert [t.values for t in a] == [t.values for t in b]
     assert [t.params for t in a] != [t.params for t in c]
+
+
+def test_a_two_objective_search_finds_a_front(url: str) -> None:
+    """``--objective return,drawdown``: TPE's batches on two figures, every scored trial with both."""
+    trials = search(url, "front", 24, 8, seed=4, objective="return,drawdown")
+    scored = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert scored and all(len(t.values) == 2 for t in scored)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 24
