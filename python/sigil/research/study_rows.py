@@ -86,12 +86,12 @@ def create_running(
             {"study_id": study_id, "number": before + i, "state": TrialState.RUNNING, "datetime_start": now}
             for i in range(len(params))
         ]
-        ids = [
-            int(i)
-            for i in session.execute(
-                sa.insert(TRIALS).returning(TRIALS.c.trial_id, sort_by_parameter_order=True), rows
-            ).scalars()
-        ]
+        # Each row carries its provisional number, which says which row got which id.
+        by_number = {
+            int(n): int(t)
+            for t, n in session.execute(sa.insert(TRIALS).returning(TRIALS.c.trial_id, TRIALS.c.number), rows)
+        }
+        ids = [by_number[before + i] for i in range(len(rows))]
         # Numbers follow the ids, as Optuna counts them; the ids of one insert normally come in order.
         numbered = {trial_id: before + i for i, trial_id in enumerate(sorted(ids))}
         misplaced = [
