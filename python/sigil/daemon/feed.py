@@ -10,10 +10,10 @@ still decided in replay's order when they arrive), and for the due candles in th
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sigil.daemon.candle_history import CandleHistory
 from sigil.exchange.ccxt_client import MAX_CANDLES_PER_REQUEST, Candle, ExchangeClient
 
 #: A fetch that returned this many candles for one symbol may have been cut at the request limit.
@@ -48,7 +48,7 @@ class CandleFeed:
         self.tf_ms = client.timeframe_ms
         self._keep = max(keep, 1)
         self._hold_back_passes = hold_back_passes
-        self._history: dict[str, deque[Candle]] = {}
+        self._history: dict[str, CandleHistory] = {}
         #: Open time of the last candle fed to the engine, per symbol.
         self._cursor: dict[str, int] = {}
         #: Candles of a symbol closing at or before this time only warm the engine up.
@@ -162,7 +162,7 @@ class CandleFeed:
     def _append(self, symbol: str, rows: Iterable[Candle]) -> None:
         hist = self._history.get(symbol)
         if hist is None:
-            hist = self._history[symbol] = deque()
+            hist = self._history[symbol] = CandleHistory()
         for c in rows:
             # The client's cache restarts from scratch for a symbol that left and came back.
             if hist and c.time <= hist[-1].time:
