@@ -163,10 +163,45 @@ fn buffer(body: &[u8], offset: usize, len: usize, lz4: bool) -> Option<Vec<u8>> 
     if size > raw.len().saturating_mul(255) {
         return None;
     }
-    let mut out = Vec::with_capacity(size);
-    let decoder = lz4_flex::frame::FrameDecoder::new(&raw[8..]);
-    std::io::Read::read_to_end(&mut std::io::Read::take(decoder, size as u64 + 1), &mut out).ok()?;
-    (out.len() == size).then_some(out)
+    lz4_frame(&raw[8..], size)
+}
+
+/// An LZ4 frame of `size` bytes once decoded. Frames of independent blocks (what Arrow writes) are
+/// decoded block by block straight into the output; others go through lz4_flex's frame reader,
+/// which allocates and clears its buffers for every frame (most of the read time of a universe).
+fn lz4_frame(frame: &[u8], size: usize) -> Option<Vec<u8>> {
+    // Header: magic, FLG, BD, [content size: 8], [dictionary id: 4], header checksum.
+    const MAGIC: u32 = 0x184D_2204;
+    let flg = *frame.get(4)?;
+    let independent = flg & 0x20 != 0;
+    let (block_checksums, content_size, dict_id) = (flg & 0x10 != 0, flg & 0x08 != 0, flg & 0x01 != 0);
+    if u32_at(frame, 0)? != MAGIC || flg >> 6 != 1 || !independent || dict_id {
+        let mut out = Vec::with_capacity(size);
+        let decoder = lz4_flex::frame::FrameDecoder::new(frame);
+        std::io::Read::read_to_end(&mut std::io::Read::take(decoder, size as u64 + 1), &mut out).ok()?;
+        return (out.len() == size).then_some(out);
+    }
+    let mut at = 7 + if content_size { 8 } else { 0 };
+    let mut out = vec![0u8; size];
+    let mut filled = 0usize;
+    loop {
+        let word = u32_at(frame, at)?;
+        at += 4;
+        if word == 0 {
+            break; // end mark (a content checksum may follow: not checked, as Arrow's reader does not)
+        }
+        let len = (word & 0x7FFF_FFFF) as usize;
+        let block = frame.get(at..at.checked_add(len)?)?;
+        let rest = out.get_mut(filled..)?;
+        if word & 0x8000_0000 != 0 {
+            rest.get_mut(..len)?.copy_from_slice(block);
+            filled += len;
+        } else {
+            filled += lz4_flex::block::decompress_into(block, rest).ok()?;
+        }
+        at += len + if block_checksums { 4 } else { 0 };
+    }
+    (filled == size).then_some(out)
 }
 
 /// Every column of an Arrow IPC file in the plain candle layout, or None (see the module doc).
