@@ -32,7 +32,10 @@ pytestmark = pytest.mark.postgres
 #: Heartbeat of the workers here: a dead worker's trial is failed 3 s after its last beat.
 HEARTBEAT_S = 1
 #: The two-process study's target.
-PAIR_TRIALS = 400
+PAIR_TRIALS = 1_000
+#: Workers started and killed, at most, until one is caught in the middle of a batch (a batch may end
+#: between the look and the kill).
+ATTEMPTS = 5
 
 
 @pytest.fixture
@@ -118,9 +121,10 @@ def check_after_crash(url: str, name: str, target: int, killed: int, finished_be
 
 def test_a_worker_killed_mid_trial_loses_nothing_and_another_finishes(url: str) -> None:
     """Quick version: one ``--join`` process, killed with -9; this process is the second worker."""
-    # A target the killed worker cannot reach first; this process then works to a nearer one.
-    task = make_study(url, "crash", trials=100, batch=4)
-    for _attempt in range(3):
+    # A target the killed worker cannot reach first (a trial takes milliseconds; batches of 64 keep it
+    # running long enough to be caught in one); this process then works to a nearer one.
+    task = make_study(url, "crash", trials=10_000, batch=64)
+    for _attempt in range(ATTEMPTS):
         a = join(url, "crash")
         finished_before, running = kill_mid_trial(url, "crash", a)
         if running:
@@ -143,13 +147,13 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_another_finishes(url: str) 
 def test_two_join_processes_share_a_study_and_survive_a_kill(url: str) -> None:
     """Two ``--join`` processes started separately both add trials; one is killed with -9 mid-trial,
     the other completes the study, retried trial included."""
-    # Enough trials that the study is not done before a worker is caught mid-batch (a batch of 8 on
-    # the bundled pairs takes a fraction of a second).
-    make_study(url, "pair", trials=PAIR_TRIALS, batch=8)
+    # Enough trials that the study is not done before a worker is caught mid-batch (a trial takes
+    # milliseconds on the bundled pairs).
+    make_study(url, "pair", trials=PAIR_TRIALS, batch=32)
     b = join(url, "pair")
     started = [b]
     try:
-        for _attempt in range(3):
+        for _attempt in range(ATTEMPTS):
             a = join(url, "pair")
             started.append(a)
             finished_before, running = kill_mid_trial(url, "pair", a)
