@@ -54,7 +54,7 @@ def postures(space: SearchSpace, config: Config, k: int, seed: int = 0) -> Confi
     """``k`` postures drawn from the shipped space (uniformly on its grid), as one config of k variants."""
     rng = random.Random(seed)
     base = config.settings.defaults
-    variants = []
+    variants: list[Variant] = []
     while len(variants) < k:
         params: dict[str, Any] = {}
         for key, r in space.params.items():
