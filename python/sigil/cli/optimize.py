@@ -28,7 +28,8 @@ from sigil.research.objective import DEFAULT_MIN_TRADES, DEFAULT_OBJECTIVE, OBJE
 
 #: Trials per fold when ``--trials`` is not given.
 DEFAULT_TRIALS = 100
-#: Postures replayed together per batch (the engine's throughput per posture is best near here).
+#: Postures asked and replayed together per batch: a larger batch costs less per posture (one pass of
+#: the engine, one fit of the sampler), a smaller one lets TPE learn from the results more often.
 DEFAULT_BATCH = 32
 #: Seconds between a worker's heartbeats (a dead worker's trials are retried 3 beats later).
 DEFAULT_HEARTBEAT_S = 10

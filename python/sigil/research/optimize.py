@@ -8,7 +8,7 @@ at a thousand trials costs several times the engine's time per posture.
 
 A batch of k postures is replayed by the engine over the fold's training candles in calls of
 :data:`ENGINE_CHUNK` variants (:func:`sigil.research.replay.replay_series`): in each call the candles
-are validated and packed once, and the variants share every pass over them. Each trial is then told its score
+are validated and packed once, and the variants share every pass over them and their indicators. Each trial is then told its score
 (Optuna's ask-and-tell interface), or told "pruned" when it has no score (fewer closed trades than
 the minimum, an undefined figure, or an impossible posture such as a stop cap below its floor);
 pruned trials count towards ``--trials`` and teach the sampler that their region is worse.
@@ -59,11 +59,11 @@ from sigil.research.study_rows import Outcome, beat, counts, create_running, fin
 
 #: Seconds between looks at a study whose remaining trials are all running elsewhere.
 IDLE_POLL_S = 1.0
-#: Postures per engine call. One pass over the candles serves every posture of a call, but each
-#: posture keeps its own state per symbol (ATR, breakout windows, positions); past about 16 postures
-#: on the 109-pair universe that state outgrows the caches and the time per posture triples (see the
-#: README's throughput table), so a batch is replayed in calls of this many.
-ENGINE_CHUNK = 16
+#: Postures per engine call. One pass over the candles serves every posture of a call, and the
+#: postures share their ATRs and breakout windows (one per period and lookback), so the time per
+#: posture keeps falling up to this many on the 109-pair universe (see the README's throughput
+#: table); a larger batch is replayed in calls of this many, which bounds the equity curves held.
+ENGINE_CHUNK = 256
 #: Heartbeats a waiting worker gives running trials that show no sign of life before failing them.
 STUCK_HEARTBEATS = 30
 
