@@ -15,7 +15,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sigil.research.studies import open_storage
-from sigil.research.study_rows import Outcome, beat, create_running, finish
+from sigil.store.study_rows import Outcome, beat, create_running, finish
 from tests.support.pg import PgServer
 
 pytestmark = pytest.mark.postgres

@@ -2,15 +2,16 @@
 
 A batch's postures come from one fit of multivariate TPE on the study's trials
 (:class:`sigil.research.sampler.BatchTPESampler`), and the batch is written to the study, running,
-in one transaction, then told in another (:mod:`sigil.research.study_rows`): Optuna's ``ask`` and
+in one transaction, then told in another (:mod:`sigil.store.study_rows`): Optuna's ``ask`` and
 ``tell`` would refit TPE for every trial and commit every parameter and attribute on its own, which
 at a thousand trials costs several times the engine's time per posture.
 
 A batch of k postures is replayed by the engine over the fold's training candles in calls of
 :data:`ENGINE_CHUNK` variants (:func:`sigil.research.replay.replay_series`): in each call the candles
-are validated and packed once, and the variants share every pass over them and their indicators. Each trial is then told its score
-(Optuna's ask-and-tell interface), or told "pruned" when it has no score (fewer closed trades than
-the minimum, an undefined figure, or an impossible posture such as a stop cap below its floor);
+are validated and packed once, and the variants share every pass over them and their indicators.
+Each trial is then told its score (Optuna's ask-and-tell interface), or told "pruned" when it has
+no score (fewer closed trades than the minimum, an undefined figure, or an impossible posture such
+as a stop cap below its floor);
 pruned trials count towards ``--trials`` and teach the sampler that their region is worse.
 
 Every trial records, as user attributes: ``worker`` (``host:pid``), ``engine_s`` (its share of the
@@ -55,7 +56,7 @@ from sigil.research.objective import OBJECTIVES
 from sigil.research.replay import ReplayResult, replay_series
 from sigil.research.sampler import BatchTPESampler, space_distributions
 from sigil.research.studies import FINISHED, StudySpec
-from sigil.research.study_rows import Outcome, beat, counts, create_running, finish
+from sigil.store.study_rows import Outcome, beat, counts, create_running, finish
 
 #: Seconds between looks at a study whose remaining trials are all running elsewhere.
 IDLE_POLL_S = 1.0
@@ -263,7 +264,7 @@ def _claim(
     me: str,
 ) -> list[Claimed]:
     """``k`` new trials, sampled together from one fit of TPE on the study's trials, and written to
-    the shared study, running, in one transaction (see :mod:`sigil.research.study_rows`)."""
+    the shared study, running, in one transaction (see :mod:`sigil.store.study_rows`)."""
     if k <= 0:
         return []
     proposals = sampler.sample_batch(study, space, k)

@@ -11,7 +11,8 @@ run :func:`migrate` once, and hand the database to the stores:
   LISTEN/NOTIFY.
 
 The scheduler's job table has its own module, :mod:`sigil.store.jobs` (synchronous, on SQLAlchemy, and
-not imported here so that commands without a scheduler do not load it).
+not imported here so that commands without a scheduler do not load it); so have the rows of
+``sigil optimize``'s Optuna studies, :mod:`sigil.store.study_rows`.
 """
 
 from __future__ import annotations
