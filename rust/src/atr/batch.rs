@@ -14,7 +14,9 @@
 //! and the result does not depend on where the output happens to be allocated.
 
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
+use super::helper::for_each_task;
 use super::{bar_ok, smoothing, true_range, true_range_checked};
 
 /// From this many bars on, the output is written with streaming stores: input and output
@@ -69,6 +71,24 @@ impl Kernel {
             Kernel::Avx2Fma => unsafe { super::x86::scan_avx2(cols, start, a, k, out) },
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { super::x86::scan_avx512(cols, start, a, k, out) },
+        }
+    }
+
+    /// [`Kernel::scan_streamed`] when `stream`, else [`Kernel::scan`].
+    #[inline]
+    fn scan_either(
+        self,
+        cols: Columns<'_>,
+        start: usize,
+        a: f64,
+        k: &Block,
+        out: &mut [MaybeUninit<f64>],
+        stream: bool,
+    ) -> (f64, bool) {
+        if stream {
+            self.scan_streamed(cols, start, a, k, out)
+        } else {
+            self.scan(cols, start, a, k, out)
         }
     }
 
@@ -218,12 +238,81 @@ pub(super) fn run(
     let block = Block::new(period);
     let start = period + 1;
     let cols = Columns { high, low, close };
-    let (_, scan_ok) = if stream {
-        kernel.scan_streamed(cols, start, seed, &block, &mut out[start..])
-    } else {
-        kernel.scan(cols, start, seed, &block, &mut out[start..])
-    };
-    ok & scan_ok
+    let out = &mut out[start..];
+    if n - start >= SPLIT_MIN_BARS {
+        return ok & scan_in_segments(kernel, cols, start, seed, &block, out, stream);
+    }
+    ok & kernel.scan_either(cols, start, seed, &block, out, stream).1
+}
+
+/// A series at least this long after its warm-up is scanned in segments, which the helper
+/// thread can share (see the `helper` module): one core alone waits on the caches and memory
+/// from here on, and a second brings its own.
+pub(super) const SPLIT_MIN_BARS: usize = 1 << 19;
+
+/// Bars a segment of a split scan: a task of some 30 µs, so that a caller waiting for the one
+/// segment the helper is in the middle of never waits long.
+pub(super) const SEGMENT_BARS: usize = 1 << 16;
+
+/// A segment's output and whether its bars passed the checks.
+type Segment<'a> = Mutex<(&'a mut [MaybeUninit<f64>], bool)>;
+
+/// Scans bars `start..` in segments of [`SEGMENT_BARS`]: the first from `seed`, every other as
+/// if the ATR before it were 0, on this thread and the helper (when free) at once; then each
+/// segment's last value, in order, is carried into the next (see [`carry_into`]). The segments
+/// are the same whichever thread runs them, so the result is too. Returns whether the bars
+/// passed the checks.
+fn scan_in_segments(
+    kernel: Kernel,
+    cols: Columns<'_>,
+    start: usize,
+    seed: f64,
+    k: &Block,
+    out: &mut [MaybeUninit<f64>],
+    stream: bool,
+) -> bool {
+    // Each segment is taken by one task only: the locks are never contended.
+    let segments: Vec<Segment<'_>> = out.chunks_mut(SEGMENT_BARS).map(|o| Mutex::new((o, false))).collect();
+    for_each_task(segments.len(), &|t| {
+        let mut segment = segments[t].lock().unwrap_or_else(|e| e.into_inner());
+        let (o, ok) = &mut *segment;
+        let first = start + t * SEGMENT_BARS;
+        let end = first + o.len();
+        let part = Columns { high: &cols.high[..end], low: &cols.low[..end], close: &cols.close[..end] };
+        let from = if t == 0 { seed } else { 0.0 };
+        *ok = kernel.scan_either(part, first, from, k, o, stream).1;
+    });
+    let mut ok = true;
+    let mut last = f64::NAN;
+    for (t, segment) in segments.into_iter().enumerate() {
+        let (o, segment_ok) = segment.into_inner().unwrap_or_else(|e| e.into_inner());
+        ok &= segment_ok;
+        if t > 0 {
+            carry_into(o, last, k.k1);
+        }
+        // SAFETY: the kernel stored every element of the segment (segments are never empty).
+        last = unsafe { o[o.len() - 1].assume_init_read() };
+    }
+    ok
+}
+
+/// A segment scanned from an ATR of 0 gets the part of the real ATR `a` before it: `k1^(j+1)·a`
+/// at its bar `j`. That term shrinks by `k1` a bar while the segment's own sum shrinks at most as
+/// fast, so once the term is too small to change the sum it stays so: the loop stops there,
+/// usually a few hundred bars in (later only for long stretches of zero true range).
+fn carry_into(segment: &mut [MaybeUninit<f64>], a: f64, k1: f64) {
+    // Below half an ulp of the sum with a wide margin.
+    const NEGLIGIBLE: f64 = 1.0 / (1u64 << 60) as f64;
+    let mut term = a * k1;
+    for o in segment {
+        // SAFETY: the kernel stored every element of the segment before this runs.
+        let v = unsafe { o.assume_init_read() };
+        if term <= v * NEGLIGIBLE {
+            break;
+        }
+        o.write(v + term);
+        term *= k1;
+    }
 }
 
 /// `a·b + c`, fused or not.

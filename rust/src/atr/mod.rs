@@ -32,12 +32,15 @@
 //! portable kernel runs four-bar blocks with plain multiplies and adds (fused when the target has
 //! FMA at compile time).
 //!
-//! The batch forms run on the calling thread. A series split in halves over two cores (the
-//! second half scanned from 0, then the first half's last value carried into it) measured slower
-//! than one core with streaming stores on a shared two-core machine: the split waits for the
-//! other core whenever that one is busy, and one core already reads the input about as fast as
-//! memory delivers it. [`atr_many`] runs the same kernel row by row: each row's chain is already
-//! broken inside the row, so symbols need no SIMD lanes of their own.
+//! The batch forms may use a second core, never depend on it: a long series is scanned in two
+//! halves (the second from an ATR of 0, then the first half's last value carried into it), and
+//! [`atr_many`]'s rows in small tasks; the calling thread and a long-lived helper thread claim
+//! them from one counter, so a busy other core only means the caller does all of them (see
+//! `helper`). How the work is cut depends on the input alone, so the result is the same bit for
+//! bit whichever thread ran what. [`atr_many`] runs the kernel row by row: each row's chain is
+//! already broken inside the row, so symbols need no SIMD lanes of their own, and each row is
+//! bit for bit what [`atr`] returns for it.
+//!
 
 mod batch;
 mod helper;
