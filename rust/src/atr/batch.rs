@@ -25,6 +25,7 @@ pub(super) const STREAM_MIN_BARS: usize = 1 << 18;
 
 /// Bars a streamed scan computes into its L1 buffer at a time (4 KiB): a multiple of every
 /// kernel's block.
+#[cfg(target_arch = "x86_64")]
 const STREAM_CHUNK: usize = 512;
 
 /// Whether a series of `n` bars is written with streaming stores.
@@ -101,13 +102,14 @@ impl Kernel {
         self,
         cols: Columns<'_>,
         start: usize,
-        mut a: f64,
+        a: f64,
         k: &Block,
         out: &mut [MaybeUninit<f64>],
     ) -> (f64, bool) {
         #[cfg(target_arch = "x86_64")]
         if matches!(self, Kernel::Avx2Fma | Kernel::Avx512) {
             let n = cols.close.len();
+            let mut a = a;
             let mut buf = [MaybeUninit::<f64>::uninit(); STREAM_CHUNK];
             let mut ok = true;
             let mut i = start;
