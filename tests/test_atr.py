@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -251,6 +252,70 @@ def test_input_is_not_modified() -> None:
     sigil.atr_many(h.reshape(3, 100), low.reshape(3, 100), c.reshape(3, 100))
     for x, y in zip((h, low, c), copies, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+# ------------------------------------------------------------------------------------------------
+# Long series: scanned in segments (shared with a second core when it is free), written with
+# streaming stores; the same result whichever thread ran what
+# ------------------------------------------------------------------------------------------------
+
+#: Longer than the engine's thresholds for both (512k bars after the warm-up, 256k bars).
+LONG = 1_200_003
+
+
+@functools.cache
+def long_walk() -> tuple[F64, F64, F64]:
+    return walk(LONG, seed=11)
+
+
+def test_long_series_match_talib_and_repeat_bit_for_bit() -> None:
+    h, low, c = long_walk()
+    first = sigil.atr(h, low, c, 14)
+    np.testing.assert_allclose(first, talib.ATR(h, low, c, timeperiod=14), rtol=TALIB_RTOL, atol=0.0)
+    for _ in range(3):
+        np.testing.assert_array_equal(sigil.atr(h, low, c, 14), first)
+    # A copy lands elsewhere in memory: the output does not depend on alignment either.
+    offset = np.empty(LONG + 1)[1:]
+    offset[:] = c
+    np.testing.assert_array_equal(sigil.atr(h.copy(), low.copy(), offset, 14), first)
+
+
+def test_long_rows_of_atr_many_equal_atr() -> None:
+    h, low, c = (np.stack([x[:600_000], x[600_000:1_200_000]]) for x in long_walk())
+    many = sigil.atr_many(h, low, c, 14)
+    for r in range(2):
+        np.testing.assert_array_equal(many[r], sigil.atr(h[r], low[r], c[r], 14))
+
+
+@pytest.mark.parametrize("at", [600_000, LONG - 1])
+def test_long_series_name_a_bad_bar_in_a_late_segment(at: int) -> None:
+    h, low, c = (x.copy() for x in long_walk())
+    low[at] = -1.0
+    with pytest.raises(ValueError, match=rf"^low\[{at}\] is not positive$"):
+        sigil.atr(h, low, c, 14)
+
+
+def test_threads_calling_at_once_get_the_same_results() -> None:
+    """Python threads (the GIL is released) share the engine's helper thread or run alone."""
+    h, low, c = long_walk()
+    rows = (np.reshape(x[: 400 * 1_000], (400, 1_000)) for x in (h, low, c))
+    hm, lm, cm = (np.ascontiguousarray(x) for x in rows)
+    one, many = sigil.atr(h, low, c, 14), sigil.atr_many(hm, lm, cm, 14)
+    results: list[bool] = []
+
+    def work(k: int) -> None:
+        for _ in range(5):
+            if k % 2:
+                results.append(bool(np.array_equal(sigil.atr(h, low, c, 14), one, equal_nan=True)))
+            else:
+                results.append(bool(np.array_equal(sigil.atr_many(hm, lm, cm, 14), many, equal_nan=True)))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 20
 
 
 # ------------------------------------------------------------------------------------------------
