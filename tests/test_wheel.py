@@ -152,9 +152,13 @@ def _true_range(h: float, low: float, pc: float) -> float:
 MulAdd = Callable[[float, float, float], float]
 
 
-def kernel_atr(h: list[float], low: list[float], c: list[float], period: int, mul_add: MulAdd) -> list[float]:
-    """The batch ATR exactly as ``rust/src/atr.rs`` computes one short series: the seed, then the
-    four-bar blocks (``q``, ``p``, ``k1^j·a + p_j``) and the tail, with ``mul_add`` fused or not."""
+def kernel_atr(
+    h: list[float], low: list[float], c: list[float], period: int, mul_add: MulAdd, lanes: int = 4
+) -> list[float]:
+    """The batch ATR exactly as ``rust/src/atr`` computes one short series: the seed, then blocks of
+    ``lanes`` bars (4: the portable and AVX2 kernels; 8: AVX-512), each block's partial sums by
+    shift steps of 1, 2 (and 4) bars, ``k^j·a + p_j`` per bar, and the tail bar by bar, with
+    ``mul_add`` fused or not."""
     n = len(c)
     out = [float("nan")] * n
     total = 0.0
@@ -164,16 +168,20 @@ def kernel_atr(h: list[float], low: list[float], c: list[float], period: int, mu
     out[period] = a
     k1, k2 = (period - 1.0) / period, 1.0 / period
     k1_2 = k1 * k1
-    pw = [k1, k1_2, k1_2 * k1, k1_2 * k1_2]
+    k1_4 = k1_2 * k1_2
+    k1_3 = k1_2 * k1
+    pw = [k1, k1_2, k1_3, k1_4, k1_4 * k1, k1_4 * k1_2, k1_4 * k1_3, k1_4 * k1_4][:lanes]
+    shifts = [(1, k1), (2, k1_2), (4, k1_4)][: lanes.bit_length() - 1]
     i = period + 1
-    while i + 4 <= n:
-        b = [_true_range(h[i + j], low[i + j], c[i + j - 1]) * k2 for j in range(4)]
-        q = [b[0], mul_add(k1, b[0], b[1]), mul_add(k1, b[1], b[2]), mul_add(k1, b[2], b[3])]
-        p = [q[0], q[1], mul_add(k1_2, q[0], q[2]), mul_add(k1_2, q[1], q[3])]
-        for j in range(4):
-            out[i + j] = mul_add(pw[j], a, p[j])
-        a = mul_add(pw[3], a, p[3])
-        i += 4
+    while i + lanes <= n:
+        q = [_true_range(h[i + j], low[i + j], c[i + j - 1]) * k2 for j in range(lanes)]
+        for by, factor in shifts:
+            # Lanes below the shift keep their value (a zero factor in the kernels: exact).
+            q = [q[j] if j < by else mul_add(factor, q[j - by], q[j]) for j in range(lanes)]
+        for j in range(lanes):
+            out[i + j] = mul_add(pw[j], a, q[j])
+        a = mul_add(pw[-1], a, q[-1])
+        i += lanes
     while i < n:
         a = mul_add(k1, a, _true_range(h[i], low[i], c[i - 1]) * k2)
         out[i] = a
@@ -181,28 +189,31 @@ def kernel_atr(h: list[float], low: list[float], c: list[float], period: int, mu
     return out
 
 
-def _cpu_has_avx2_fma() -> bool:
+def _cpu_flags() -> set[str]:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return {"avx2", "fma"} <= flags
-    return False
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 def test_the_wheel_runs_the_avx2_fma_kernel(venv: Path, tmp_path: Path) -> None:
     """The wheel is built for generic x86-64, so its portable kernel rounds twice per multiply-add;
-    only the AVX2/FMA kernel, picked at run time, rounds once. Its output bit for bit therefore says
-    which one ran (on a CPU without AVX2 and FMA: the portable one)."""
+    only the vector kernels, picked at run time, round once, in blocks of four bars (AVX2/FMA) or
+    eight (AVX-512). The output bit for bit therefore says which one ran: the fastest this CPU has
+    (on a CPU without AVX2 and FMA, the portable one)."""
     s = read_candles(REPO / "data" / "BTC_USDT-1h.feather")
     cols = [np.asarray(x[:2_001], dtype=np.float64).tolist() for x in (s.high, s.low, s.close)]
     fused = kernel_atr(*cols, PERIOD, _fused)
+    fused8 = kernel_atr(*cols, PERIOD, _fused, lanes=8)
     separate = kernel_atr(*cols, PERIOD, _separate)
-    assert [x.hex() for x in fused] != [x.hex() for x in separate]  # the two roundings do differ here
+    # The roundings and the blocks do differ here.
+    assert len({tuple(x.hex() for x in k) for k in (fused, fused8, separate)}) == 3
     series = tmp_path / "series.json"
     series.write_text(json.dumps([[x.hex() for x in col] for col in cols]))
     r = run_in(venv, "python", "-c", ATR_SCRIPT, str(series), str(PERIOD), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["sigil"].startswith(str(venv))
-    want = fused if _cpu_has_avx2_fma() else separate
+    flags = _cpu_flags()
+    want = fused8 if {"avx512f", "fma"} <= flags else fused if {"avx2", "fma"} <= flags else separate
     assert got["atr"] == [x.hex() for x in want]
