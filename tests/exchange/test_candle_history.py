@@ -7,7 +7,7 @@ from collections import deque
 
 import pytest
 
-from sigil.daemon.candle_history import CandleHistory
+from sigil.exchange.candle_history import CandleHistory
 from sigil.exchange.candle_rows import Candle
 
 
@@ -33,6 +33,7 @@ def test_appends_pops_and_reads_as_a_deque_does() -> None:
             assert ours[0] == theirs[0] and ours[-1] == theirs[-1]
         if step % 997 == 0:
             assert list(ours) == list(theirs) and list(reversed(ours)) == list(reversed(theirs))
+            assert ours[1:-1:3] == list(theirs)[1:-1:3]
             assert all(type(x) is Candle and type(x.time) is int for x in ours)
 
 

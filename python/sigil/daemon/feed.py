@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sigil.daemon.candle_history import CandleHistory
+from sigil.exchange.candle_history import CandleHistory
 from sigil.exchange.ccxt_client import MAX_CANDLES_PER_REQUEST, Candle, ExchangeClient
 
 #: A fetch that returned this many candles for one symbol may have been cut at the request limit.

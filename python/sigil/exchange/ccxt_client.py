@@ -32,6 +32,7 @@ from typing import Any
 from sigil.config import ExchangeConfig
 from sigil.data.candles import timeframe_ms
 from sigil.errors import ConfigError, ExchangeRejected, ExchangeUnavailable
+from sigil.exchange.candle_history import CandleHistory
 from sigil.exchange.candle_rows import Candle, CandleRows
 from sigil.exchange.ccxt_deferred import async_ccxt
 from sigil.exchange.ccxt_hooks import exchange_class, point_urls
@@ -99,8 +100,9 @@ class PassResult:
 
     #: The exchange's time when the pass started (ms); candles closed by then are in.
     server_time: int
-    #: New closed candles per symbol, oldest first (an empty list: nothing new or all dropped).
-    candles: dict[str, list[Candle]]
+    #: New closed candles per symbol, oldest first (empty: nothing new or all dropped). Packed as
+    #: they arrive: a first pass holds ``history_candles`` of every symbol at once.
+    candles: dict[str, Sequence[Candle]]
     #: Symbols whose fetch failed for good this pass, with the ccxt error class.
     failed: dict[str, str]
     #: Symbols that needed no request (their next candle has not closed yet).
@@ -372,14 +374,14 @@ class ExchangeClient:
         if not self.exchange.markets:
             await self.load_markets()  # once, here, rather than inside every symbol's first fetch
         now = await self.server_time() if server_time is None else server_time
-        candles: dict[str, list[Candle]] = {}
+        candles: dict[str, Sequence[Candle]] = {}
         failed: dict[str, str] = {}
         up_to_date: list[str] = []
 
         behind: list[str] = []
 
         async def one(symbol: str, since: int, limit: int) -> None:
-            got: list[Candle] = []
+            got = CandleHistory()
             cut_short = False
             async with self._sem:
                 # A response that stopped at a malformed candle is asked for again once, at once:
