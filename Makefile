@@ -108,9 +108,12 @@ BENCH_PYTEST := $(BIN)/pytest -q tests/benchmarks --benchmark-only --benchmark-c
   --benchmark-storage=file://$(CURDIR)/$(BENCH_DIR)
 ## On a machine kept for it, absolute times too: make bench-check BENCH_COMPARE_FAIL=min:15%
 BENCH_COMPARE_FAIL ?=
+## Last, the README's table (between its bench-table markers) from the run, each goal judged.
+BENCH_GOALS := tests/benchmarks/goals.toml
 bench: build-dev
 	cargo bench -p sigil-engine -q
 	$(BENCH_PYTEST)
+	$(BIN)/python -m sigil.bench.readme $(BENCH_DIR)/ratios.json README.md --goals $(BENCH_GOALS)
 
 ## The baseline, on a good commit: pytest-benchmark's saved run (.benchmarks/<machine>/NNNN_baseline.json)
 ## and Sigil's ratios (.benchmarks/baseline.json: case -> ratio, the commit, the CPU, the cores).
