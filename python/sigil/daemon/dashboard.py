@@ -20,8 +20,6 @@ from aiohttp import web
 
 from sigil.config import Config
 from sigil.errors import DatabaseUnavailable
-from sigil.report.book import load_book, trade_json
-from sigil.report.charts import bar_chart_svg, line_chart_svg
 from sigil.store import EventStore, HeartbeatStore, Position
 from sigil.store.control import ControlStore
 from sigil.store.db import Database
@@ -47,6 +45,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 def _position(p: Position) -> dict[str, Any]:
     """An open position with its stop and trail levels."""
+    from sigil.report.book import trade_json
+
     levels = {"stop_price": p.stop_price, "trail_highest": p.trail_highest, "trail_stop": p.trail_stop}
     return {**trade_json(p), **levels, "trail_active": p.trail_active, "fill": p.fill}
 
@@ -92,6 +92,10 @@ class Dashboard:
     async def state(self) -> dict[str, Any]:
         """Everything the page shows, JSON-ready: the daemon, pauses, variants with their equity
         curves, open positions with their stop and trail levels, the last trades and events, skips."""
+        # The book and the charts need numpy (about 16 MB of a daemon's resident set): imported when
+        # the page is first asked for, not by every daemon that serves it.
+        from sigil.report.book import load_book, trade_json
+
         instance = self._config.settings.daemon.instance
         book = await load_book(self._db, self._config)
         events = EventStore(self._db)
@@ -157,6 +161,8 @@ class Dashboard:
 
     def render(self, state: dict[str, Any]) -> str:
         """The page of ``state``."""
+        from sigil.report.charts import bar_chart_svg, line_chart_svg
+
         equity = {n: (e["time_ms"], e["equity"]) for n, e in state["equity"].items()}
         skips = state["skips"]
         charts = {

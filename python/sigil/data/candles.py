@@ -24,17 +24,16 @@ import numpy as np
 import numpy.typing as npt
 
 from sigil import _core
+from sigil.data.timeframes import MAX_TIMEFRAME_MS as MAX_TIMEFRAME_MS
+from sigil.data.timeframes import timeframe_ms as timeframe_ms
 from sigil.errors import DataError
 
 SUFFIXES = (".feather", ".json", ".csv")
 _NAME = re.compile(
     r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_[A-Za-z0-9]+)?-(?P<tf>[0-9]+[smhdw])$"
 )
-_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _COLUMNS = ("open", "high", "low", "close", "volume")
 
-#: The longest timeframe a file or the config may name (a year of weeks).
-MAX_TIMEFRAME_MS = 52 * _UNIT_MS["w"]
 #: Candle times must lie in [1970, 9999): what a report can print as a date.
 MIN_TIME_MS = 0
 MAX_TIME_MS = 253_370_764_800_000
@@ -45,15 +44,6 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 #: Where row ``i`` is, in the words of its file's format (``line 7``, ``row 5 (from 0)``).
 Where = Callable[[int], str]
-
-
-def timeframe_ms(tf: str) -> int:
-    """``"1h"`` → 3,600,000. ValueError for anything else than a number and one of s, m, h, d, w
-    (at most 52 weeks)."""
-    m = re.fullmatch(r"([0-9]+)([smhdw])", tf)
-    if not m or int(m.group(1)) == 0 or int(m.group(1)) * _UNIT_MS[m.group(2)] > MAX_TIMEFRAME_MS:
-        raise ValueError(f"not a timeframe: {tf!r} (expected e.g. 5m, 1h, 1d; at most 52w)")
-    return int(m.group(1)) * _UNIT_MS[m.group(2)]
 
 
 def row_from_0(i: int) -> str:

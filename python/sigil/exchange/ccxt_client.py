@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sigil.config import ExchangeConfig
-from sigil.data.candles import timeframe_ms
+from sigil.data.timeframes import timeframe_ms
 from sigil.errors import ConfigError, ExchangeRejected, ExchangeUnavailable
 from sigil.exchange.candle_history import CandleHistory
 from sigil.exchange.candle_rows import Candle, CandleRows
