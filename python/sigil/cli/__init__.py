@@ -60,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Sigil does no BLAS work; OpenBLAS's idle threads spin after every numpy call and take a core
     # from the engine on small machines. Set before numpy is first imported by a command.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # The CLI uses no pydantic plugins; looking them up scans every installed package's entry points.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((w for w in words if not w.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else "").parse_args(words)
