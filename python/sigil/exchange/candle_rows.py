@@ -137,6 +137,10 @@ class CandleRows:
 
 
 def _iso(t: object) -> str:
+    """A row's time for a log line: ISO 8601 when it is a millisecond of the calendar, else as given."""
     if not isinstance(t, int):
         return repr(t)
-    return iso_z(t)
+    try:
+        return iso_z(t)
+    except (OverflowError, ValueError):  # before year 1 or after 9999: the row is dropped anyway
+        return repr(t)
