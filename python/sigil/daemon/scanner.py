@@ -2,7 +2,8 @@
 
 The work flows one way — exchange → :mod:`~sigil.daemon.feed` → engine → :mod:`~sigil.daemon.execution`
 → store — and the scanner is the orchestrator over those units, with :mod:`~sigil.daemon.recovery`
-rebuilding the engine from the database when it cannot be trusted.
+rebuilding the engine from the database when it cannot be trusted and
+:mod:`~sigil.daemon.carry_out` carrying out each intent.
 
 **Breakout pass** (every ``daemon.scan_interval_s``): take the exchange's time ``C`` once, refresh the
 universe when due, fetch every symbol's candles closed since its last pass, and feed the engine the
@@ -37,10 +38,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sigil._core import Engine, ExitReason, OpenIntent, SkipReason, hard_stop_price
+from sigil._core import ExitReason, OpenIntent
 from sigil.config import Config, Variant
+from sigil.daemon.carry_out import CarryOut
 from sigil.daemon.engine_state import EngineState
-from sigil.daemon.execution import Cancelled, Notify, NotSold, Refused, error_kind, make_execution
+from sigil.daemon.execution import Notify, error_kind, make_execution
 from sigil.daemon.feed import CandleFeed, DueCandle
 from sigil.daemon.metrics import DaemonMetrics
 from sigil.daemon.passes import BREAKOUT, EXIT, PassReport, VariantState
@@ -51,7 +53,6 @@ from sigil.daemon.share import Share
 from sigil.errors import ExchangeRejected, ExchangeUnavailable, PositionNotOpen
 from sigil.exchange.ccxt_client import ExchangeClient
 from sigil.exchange.universe import Universe
-from sigil.notify.events import PositionClosed, PositionOpened
 from sigil.store import (
     AccountStore,
     Database,
@@ -63,14 +64,13 @@ from sigil.store import (
     require_current,
 )
 from sigil.store.control import ControlStore, ExitRequest
-from sigil.store.events import PAUSED, skip_reason_name
 from sigil.store.instances import SharePositions
 from sigil.times import from_ms, iso
 
 log = logging.getLogger(__name__)
 
 
-class Scanner:
+class Scanner(CarryOut):
     """The passes of one daemon (see the module docstring); implements :class:`~sigil.daemon.passes.Passes`.
 
     Create it, ``await start()`` (checks the schema, creates missing accounts, starts the guard
@@ -135,11 +135,6 @@ class Scanner:
         #: Close time of the newest candle decided so far (ms UTC).
         self.newest_close_ms: int | None = None
         self.passes = 0
-
-    @property
-    def engine(self) -> Engine:
-        """The engine (replaced by every rebuild: do not keep it)."""
-        return self.state.engine
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -346,134 +341,6 @@ class Scanner:
                 await self._open(sym, sid, intent, counts)
             else:
                 await self._skip(intent.variant, sym, intent.time, intent.reason, counts)
-
-    # -- carrying out intents -------------------------------------------------------------------------
-
-    async def _open(self, sym: str, sid: int, intent: OpenIntent, counts: PassReport) -> None:
-        v, t = intent.variant, intent.time
-        name = self.names[v]
-        counts.signals += 1
-        self.metrics.signals.inc(name)
-        detail = {"price": intent.price, "stop_pct": intent.stop_pct, "atr": intent.atr}
-        await self.events.signal(name, sym, from_ms(t), detail)
-        outcome = await self.execution.open(name, sym, intent, self.tf_ms)
-        if isinstance(outcome, Refused):
-            if outcome.by_broker:
-                # The broker's books disagree with the engine: the database decides.
-                await self._resync()
-            await self._skip(v, sym, t, outcome.reason, counts, outcome.detail)
-            if not outcome.by_broker:
-                await self._resync()
-            return
-        if isinstance(outcome, Cancelled):
-            counts.error(outcome.kind)
-            return
-        if outcome.problem is not None:
-            kind, message = outcome.problem
-            counts.error(kind)
-            await self._record_error(message, t, symbol=sym)
-        fill = outcome.fill
-        # Committed: only now does the engine learn of it.
-        self.engine.apply_open(
-            v, sid, t, fill.price, fill.qty, fill.fee, fill.gross, intent.stop_pct, intent.atr
-        )
-        self.state.opened(v, sym, outcome.position_id, fill.price)
-        counts.opens += 1
-        self.metrics.opens.inc(name)
-        stop_price = hard_stop_price(fill.price, intent.stop_pct)
-        log.info(
-            "open %s %s #%d at %.10g (stop %.2f%%)",
-            name,
-            sym,
-            outcome.position_id,
-            fill.price,
-            intent.stop_pct * 100,
-            extra={
-                "variant": name,
-                "symbol": sym,
-                "position_id": outcome.position_id,
-                "pass": self.passes + 1,
-            },
-        )
-        self.notify(
-            PositionOpened(
-                name,
-                sym,
-                outcome.position_id,
-                fill.price,
-                fill.qty,
-                fill.gross,
-                intent.stop_pct,
-                stop_price,
-                t,
-            )
-        )
-
-    async def _declined(self, sym: str, intent: OpenIntent, counts: PassReport) -> None:
-        """A signal of a paused variant: recorded, then skipped with reason ``paused``."""
-        name = self.names[intent.variant]
-        counts.signals += 1
-        self.metrics.signals.inc(name)
-        detail = {"price": intent.price, "stop_pct": intent.stop_pct, "atr": intent.atr}
-        await self.events.signal(name, sym, from_ms(intent.time), detail)
-        await self._skip(intent.variant, sym, intent.time, PAUSED, counts, detail)
-
-    async def _skip(
-        self,
-        v: int,
-        sym: str,
-        t: int,
-        reason: SkipReason | str,
-        counts: PassReport,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        name = self.names[v]
-        counts.skips += 1
-        self.metrics.skips.inc(name, skip_reason_name(reason))
-        await self.events.skip(name, sym, reason, from_ms(t), detail)
-
-    async def _close(
-        self, v: int, sym: str, sid: int, t: int, price: float, reason: ExitReason, counts: PassReport
-    ) -> None:
-        name = self.names[v]
-        pos = self.engine.position(v, sid)
-        pid = self.state.position_ids.get((v, sym))
-        if pos is None or pid is None:
-            return
-        result = await self.execution.close(pid, name, sym, pos.qty, price, t, reason)
-        if isinstance(result, NotSold):
-            counts.error(result.kind)
-            await self._record_error(result.message, t, symbol=sym)
-            return
-        fill = result.fill
-        self.engine.apply_close(v, sid, t, fill.price, fill.gross, fill.fee, reason)
-        self.state.forget(v, sym)
-        if result.elsewhere:
-            # Closed by another process: dropped here too, and the balance comes from the database.
-            await self._resync()
-            return
-        counts.closes += 1
-        self.metrics.closes.inc(name, reason.value)
-        log.info(
-            "close %s %s #%d at %.10g (%s, pnl %+.4f)",
-            name,
-            sym,
-            pid,
-            fill.price,
-            reason.value,
-            result.pnl,
-            extra={"variant": name, "symbol": sym, "position_id": pid, "pass": self.passes + 1},
-        )
-        self.notify(PositionClosed(name, sym, pid, fill.price, reason.value, result.pnl, t))
-
-    async def _resync(self) -> None:
-        await self.recovery.resync()
-
-    async def _record_error(self, message: str, now_ms: int, symbol: str | None = None) -> None:
-        try:
-            await self.events.error(message, from_ms(now_ms), symbol=symbol)
-        except Exception as e:  # the log of an error must not turn into a second failure
-            log.warning("could not record an error event: %s", e)
 
     # -- the exit pass --------------------------------------------------------------------------------
 
