@@ -119,12 +119,6 @@ class Heartbeats:
         self._thread.join()
 
 
-def make_sampler(spec: StudySpec, seed: int | None) -> BatchTPESampler:
-    """Multivariate TPE, a batch's postures from one fit of its estimators (see
-    :mod:`sigil.research.sampler`); other workers' running trials count as bad ones (the constant liar)."""
-    return BatchTPESampler(seed=seed)
-
-
 @dataclass(frozen=True)
 class Claimed:
     """A trial this worker runs: its id in the storage, its number in the study, its posture."""
@@ -155,7 +149,9 @@ def run_studies(
     others'), taking the studies in order; a study whose remaining trials are all running elsewhere
     is passed over for the next, and looked at again later. ``on_batch(k)`` follows each batch."""
     stats = WorkerStats()
-    samplers = {t.name: make_sampler(t.spec, seed) for t in tasks}
+    # One sampler per study: multivariate TPE, a batch's postures from one fit of its estimators
+    # (sigil.research.sampler); other workers' running trials count as bad ones (the constant liar).
+    samplers = {t.name: BatchTPESampler(seed=seed) for t in tasks}
     studies = {
         t.name: optuna.load_study(study_name=t.name, storage=storage, sampler=samplers[t.name]) for t in tasks
     }
