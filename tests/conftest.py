@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from sigil.config_digest import ENV_CACHE_DIR
 from sigil.store import Database
 from tests.support.data import BUNDLED, SHARED_DATA
 from tests.support.pg import PgServer
@@ -28,6 +30,26 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "universe-1h").is_dir():
         pytest.skip(f"{SHARED_DATA} is not on this machine")
     return SHARED_DATA
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sigil's cache directory (the probe's config digests)
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sigil_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``SIGIL_CACHE_DIR`` for the session and the commands it runs: digests stay out of the user's cache."""
+    path = tmp_path_factory.mktemp("sigil-cache")
+    before = os.environ.get(ENV_CACHE_DIR)
+    os.environ[ENV_CACHE_DIR] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop(ENV_CACHE_DIR, None)
+        else:
+            os.environ[ENV_CACHE_DIR] = before
 
 
 # ---------------------------------------------------------------------------------------------------

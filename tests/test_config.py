@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sigil.config import default_config_dir, load_config
+from sigil.config_digest import content_hash
 from sigil.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,3 +110,19 @@ def test_bad_main_file_and_missing_variant(tmp_path: Path) -> None:
 def test_unknown_variant_lookup() -> None:
     with pytest.raises(ConfigError, match="unknown variant 'nope'"):
         load_config().variant("nope")
+
+
+def test_a_file_that_is_not_utf8_text_is_named(tmp_path: Path) -> None:
+    cfg = _copy_config(tmp_path)
+    (cfg / "variants" / "moderate.yaml").write_bytes(b"stop_k: 1.5\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"moderate\.yaml: not UTF-8 text \(byte 17"):
+        load_config(cfg)
+
+
+def test_a_config_lists_every_file_it_read_with_its_content_hash(tmp_path: Path) -> None:
+    cfg = _copy_config(tmp_path)
+    extra = REPO / "config" / "legacy" / "fixed3.yaml"
+    loaded = load_config(cfg, extra_variants=(extra,))
+    names = [Path(f).name for f in loaded.files]
+    assert names == ["sigil.yaml", *(f"{v}.yaml" for v in loaded.settings.variants), "fixed3.yaml"]
+    assert loaded.files[str(cfg / "sigil.yaml")] == content_hash((cfg / "sigil.yaml").read_bytes())

@@ -10,23 +10,30 @@ The numeric core lives in :mod:`sigil._core` (Rust); this package re-exports its
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from sigil._core import Atr, GuardTable, atr, atr_many, hard_stop_pct
 from sigil.errors import ConfigError, DataError, SigilError
 
 if TYPE_CHECKING:
+    from sigil._core import Atr, GuardTable, atr, atr_many, hard_stop_pct
     from sigil.research.replay import ReplayResult, replay
+
+#: Where each re-exported name lives, imported on first use: replay pulls in numpy, and even the
+#: extension module is a cost for the commands that never compute (the probe runs every minute).
+_HOME = {
+    **dict.fromkeys(("Atr", "GuardTable", "atr", "atr_many", "hard_stop_pct"), "sigil._core"),
+    **dict.fromkeys(("replay", "ReplayResult"), "sigil.research.replay"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Replay pulls in numpy and pyarrow; commands that do not replay (probe, status) start faster
-    # without them.
-    if name in ("replay", "ReplayResult"):
-        from sigil.research import replay as module
-
-        return getattr(module, name)
-    raise AttributeError(f"module 'sigil' has no attribute {name!r}")
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'sigil' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

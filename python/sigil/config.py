@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -19,7 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sigil._core import STOP_CAP_PCT, STOP_FLOOR_PCT
+from sigil.config_digest import content_hash
 from sigil.daemon.share import parse_shard
+from sigil.defaults import default_config_dir as default_config_dir
 from sigil.errors import ConfigError
 from sigil.notify.names import DEFAULT_EVENTS, EVENT_NAMES
 
@@ -294,6 +295,9 @@ class Config(BaseModel):
     settings: SigilConfig
     variants: tuple[Variant, ...]
     source: str
+    #: Every file the configuration was read from, in the order read, with a hash of the bytes read
+    #: (:func:`sigil.config_digest.content_hash`): what the probe's digest of this config is keyed on.
+    files: dict[str, str] = Field(default_factory=dict)
 
     def variant(self, name: str) -> Variant:
         """The variant called ``name``; ConfigError when there is none."""
@@ -332,20 +336,20 @@ def apply_overrides(config: Config, items: list[str]) -> Config:
     return config.model_copy(update={"settings": settings})
 
 
-def default_config_dir() -> Path:
-    """The configuration shipped inside the package (``config/`` in the source tree)."""
-    return Path(str(resources.files("sigil") / "defaults" / "config"))
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, read: dict[str, str] | None = None) -> dict[str, Any]:
+    """The mapping in ``path``; its content hash goes into ``read`` (when given) before it is parsed."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    if read is not None:
+        read[str(path)] = content_hash(raw)
     try:
-        data = _load_yaml(text)
+        data = _load_yaml(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start} cannot be decoded)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: {_yaml_problem(e)}") from None
     if data is None:
@@ -392,9 +396,12 @@ def _explain(path: Path, e: ValidationError) -> ConfigError:
     return ConfigError(f"{path}: {_problems(e)}")
 
 
-def load_variant(path: Path, defaults: Posture, known: dict[str, Variant] | None = None) -> Variant:
-    """One overlay file over ``defaults``. ``extends: NAME`` starts from an already loaded variant."""
-    overlay = _read_yaml(path)
+def load_variant(
+    path: Path, defaults: Posture, known: dict[str, Variant] | None = None, read: dict[str, str] | None = None
+) -> Variant:
+    """One overlay file over ``defaults``. ``extends: NAME`` starts from an already loaded variant;
+    ``read`` collects the file's content hash (as :func:`load_config` records them)."""
+    overlay = _read_yaml(path, read)
     base: dict[str, Any] = defaults.model_dump()
     parent = overlay.pop("extends", None)
     if parent is not None:
@@ -418,21 +425,24 @@ def load_config(config_dir: str | Path | None = None, extra_variants: tuple[str 
     if not root.is_dir():
         raise ConfigError(f"{root}: config directory not found")
     main = root / "sigil.yaml"
+    read: dict[str, str] = {}
     try:
-        settings = SigilConfig.model_validate(_read_yaml(main))
+        settings = SigilConfig.model_validate(_read_yaml(main, read))
     except ValidationError as e:
         raise _explain(main, e) from None
     variants: dict[str, Variant] = {}
-    for name in settings.variants:
-        v = load_variant(root / "variants" / f"{name}.yaml", settings.defaults, variants)
+    for path in [root / "variants" / f"{name}.yaml" for name in settings.variants] + [
+        Path(extra) for extra in extra_variants
+    ]:
+        v = load_variant(path, settings.defaults, variants, read)
         if v.name in variants:
-            raise ConfigError(f"{root / 'variants' / name}.yaml: variant name {v.name!r} used twice")
-        variants[v.name] = v
-    for extra in extra_variants:
-        v = load_variant(Path(extra), settings.defaults, variants)
-        if v.name in variants:
-            raise ConfigError(f"{extra}: variant name {v.name!r} used twice")
+            raise ConfigError(f"{path}: variant name {v.name!r} used twice")
         variants[v.name] = v
     if not variants:
         raise ConfigError(f"{main}: variants: at least one variant is needed")
-    return Config(settings=settings, variants=tuple(variants.values()), source=str(root))
+    return Config(
+        settings=settings,
+        variants=tuple(variants.values()),
+        source=str(root),
+        files=read,
+    )

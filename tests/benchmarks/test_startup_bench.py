@@ -1,7 +1,8 @@
 """What a user waits for at the prompt: each command from start to exit, as a fresh process.
 
 Reports, never asserts: the wall time of ``sigil --help``, ``sigil probe`` (the timer's minute check,
-against a running database with a fresh heartbeat), ``sigil status``, and ``sigil replay`` of the
+against a running database with a fresh heartbeat; as the timer runs it, from the config's digest, and
+with no digest to read, as after a change of the config), ``sigil status``, and ``sigil replay`` of the
 bundled data and of universe-1h, each beside the bare interpreter's start-up (``python -c pass``)
 timed in the same rounds, taken in turn so that a busy moment of the machine falls on both. The
 ratio (command over interpreter) is what the gate compares; the milliseconds are the README's figures.
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from sigil.bench.plugin import record_timing
+from sigil.config_digest import ENV_CACHE_DIR
 from sigil.store import Database, HeartbeatStore, PassStats
 from tests.support.data import BUNDLED, SHARED_UNIVERSE
 
@@ -38,10 +40,21 @@ REFERENCE = "python -c pass"
 COMMANDS: dict[str, list[str]] = {
     "sigil --help": ["--help"],
     "sigil probe": ["probe", "--database-url", "{db}"],
+    "sigil probe (config validated, no digest)": ["probe", "--database-url", "{db}"],
     "sigil status": ["status", "--database-url", "{db}"],
     "sigil replay (bundled data)": ["replay", "--data", str(BUNDLED), "--quiet"],
     "sigil replay (universe-1h)": ["replay", "--data", str(SHARED_UNIVERSE), "--quiet"],
 }
+
+#: Environment of a case beyond the test's: a cache directory that cannot be made (a path under a
+#: file) leaves the probe no digest, so every run validates the config.
+ENV: dict[str, dict[str, str]] = {
+    "sigil probe (config validated, no digest)": {ENV_CACHE_DIR: "/dev/null/none"}
+}
+
+#: What a case cannot go below, timed beside it: the probe talks to PostgreSQL through asyncpg, whose
+#: import (with asyncio's) is most of its start-up once the config comes from its digest.
+FLOOR = dict.fromkeys(("sigil probe", "sigil probe (config validated, no digest)"), "import asyncio, asyncpg")
 
 
 def sigil_command() -> list[str]:
@@ -67,6 +80,12 @@ async def fresh_heartbeat(url: str) -> None:
         await db.close()
 
 
+@pytest.fixture(scope="module")
+def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the timed commands' bytecode is written and read (``PYTHONPYCACHEPREFIX``)."""
+    return tmp_path_factory.mktemp("pycache")
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_command_start_up(
     benchmark: Any,
@@ -75,6 +94,7 @@ def test_command_start_up(
     timing_off: bool,
     record_ratio: RecordRatio,
     capsys: pytest.CaptureFixture[str],
+    pycache: Path,
 ) -> None:
     if "universe-1h" in name and (timing_off or not SHARED_UNIVERSE.is_dir()):
         name = "sigil replay (bundled data)"  # the case still runs its command once; nothing recorded
@@ -83,15 +103,27 @@ def test_command_start_up(
         timed = not timing_off
     asyncio.run(fresh_heartbeat(db_url))
     # The outer environment must not choose the database or the config behind the benchmark's back.
-    env = {k: v for k, v in os.environ.items() if k not in ("SIGIL_DATABASE_URL", "SIGIL_HOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SIGIL_DATABASE_URL", "SIGIL_HOME", "PYTHONDONTWRITEBYTECODE")
+    }
+    # Timed as installed: an installed package has its bytecode compiled, a checkout may not (and a
+    # shell may forbid writing it). The unmeasured first round writes it here, for both commands.
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    env.update(ENV.get(name, {}))
     argv = sigil_command() + [a.replace("{db}", db_url) for a in COMMANDS[name]]
     reference = [sys.executable, "-c", "pass"]
+    floor = [sys.executable, "-c", FLOOR[name]] if name in FLOOR else None
     own: list[float] = []
     bare: list[float] = []
+    least: list[float] = []
 
     def one_round() -> None:
         own.append(wall_s(argv, env))
         bare.append(wall_s(reference, env))
+        if floor is not None:
+            least.append(wall_s(floor, env))
 
     rounds = ROUNDS if timed else 1
     benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=1 if timed else 0)
@@ -102,8 +134,13 @@ def test_command_start_up(
     record_timing(case, "sigil", statistics.median(own), min(own))
     record_timing(case, REFERENCE, statistics.median(bare), min(bare))
     record_ratio(f"{case} wall (ms)", statistics.median(own) * 1e3, "median", better="report")
+    also = ""
+    if floor is not None:
+        least = least[-rounds:]
+        record_timing(case, f"python -c '{FLOOR[name]}'", statistics.median(least), min(least))
+        also = f", importing its database driver alone {statistics.median(least) * 1e3:.0f} ms"
     with capsys.disabled():
         print(
             f"\n{name}: {statistics.median(own) * 1e3:.0f} ms median, {min(own) * 1e3:.0f} ms fastest "
-            f"(interpreter alone {statistics.median(bare) * 1e3:.0f} ms)"
+            f"(interpreter alone {statistics.median(bare) * 1e3:.0f} ms{also})"
         )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from sigil.config import load_config
+from sigil.config_digest import ProbeSettings
 from sigil.daemon.heartbeat import PROBE_FRESH, PROBE_STALE, judge, probe
 from sigil.store import Database, HeartbeatStore, PassStats
 
@@ -41,7 +41,7 @@ async def test_probe_reads_the_lag_of_the_newest_heartbeat(db_url: str) -> None:
         )
     finally:
         await db.close()
-    cfg: Any = load_config()
+    cfg = ProbeSettings.of(load_config())
     ok = await probe(cfg, db_url, 60, max_lag_s=4 * 3600)
     assert ok.code == PROBE_FRESH and "3 candles decided" in ok.line
     behind = await probe(cfg, db_url, 60, max_lag_s=2 * 3600)

@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from sigil.cli.args import database_url, instance, seconds
-from sigil.config import load_config
+from sigil.config_digest import probe_settings
 from sigil.daemon.heartbeat import PROBE_UNKNOWN, probe
 
 
@@ -55,15 +55,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prints the verdict; a bad config is "cannot tell" (2) like every other failure to judge."""
+    """Prints the verdict; a bad config is "cannot tell" (2) like every other failure to judge. The
+    config's settings come from its digest when it is unchanged (:mod:`sigil.config_digest`)."""
     try:
-        config = load_config(args.config)
+        settings = probe_settings(args.config)
     except (ValueError, OSError) as e:
         print(f"sigil probe: UNKNOWN: {e}", flush=True)
         return PROBE_UNKNOWN
-    max_age = args.max_age if args.max_age is not None else config.settings.daemon.heartbeat_max_age_s
+    max_age = args.max_age if args.max_age is not None else settings.heartbeat_max_age_s
     result = asyncio.run(
-        probe(config, args.database_url, max_age, instance=args.instance, max_lag_s=args.max_lag)
+        probe(settings, args.database_url, max_age, instance=args.instance, max_lag_s=args.max_lag)
     )
     print(f"sigil probe: {result.line}", flush=True)
     return result.code

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sigil.config import Config
+from sigil.config_digest import ProbeSettings
 from sigil.errors import ConfigError, DatabaseUnavailable, MigrationError
 
 #: Exit statuses of ``sigil probe``.
@@ -62,7 +62,7 @@ def judge(
 
 
 async def probe(
-    config: Config,
+    settings: ProbeSettings,
     database_url: str | None,
     max_age_s: float,
     *,
@@ -79,14 +79,14 @@ async def probe(
     """
     from sigil.store import HeartbeatStore, open_database, require_current
 
-    cfg = config.settings.database
+    cfg = settings.database
     bound = timeout_s if timeout_s is not None else cfg.connect_timeout_s + cfg.command_timeout_s
 
     async def read() -> ProbeResult:
         db = await open_database(database_url, cfg, min_size=1, max_size=1)
         try:
             await require_current(db)
-            hb = await HeartbeatStore(db).latest(instance or config.settings.daemon.instance)
+            hb = await HeartbeatStore(db).latest(instance or settings.instance)
         finally:
             await db.close()
         now = datetime.now(UTC)

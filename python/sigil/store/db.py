@@ -22,13 +22,12 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self, TypeAlias
+from typing import Any, ClassVar, Protocol, Self, TypeAlias
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import asyncpg
 import asyncpg.exceptions as pgerr
 
-from sigil.config import DatabaseConfig
 from sigil.errors import ConfigError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -60,6 +59,41 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+class DatabaseSettings(Protocol):
+    """What a database handle reads of the ``database`` section: a :class:`sigil.config.DatabaseConfig`,
+    or the probe's digest of one (this module leaves the config's models unimported, so the probe can)."""
+
+    @property
+    def url(self) -> str | None:
+        """``database.url``."""
+
+    @property
+    def home(self) -> str | None:
+        """``database.home``."""
+
+    @property
+    def pool_min(self) -> int:
+        """``database.pool_min``."""
+
+    @property
+    def pool_max(self) -> int:
+        """``database.pool_max``."""
+
+    @property
+    def connect_timeout_s(self) -> float:
+        """``database.connect_timeout_s``."""
+
+    @property
+    def command_timeout_s(self) -> float:
+        """``database.command_timeout_s``."""
+
+
+def _default_settings() -> DatabaseSettings:
+    from sigil.config import DatabaseConfig
+
+    return DatabaseConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseTarget:
     """Where the database is: a server URL, or (``url`` None) the embedded server under ``home``."""
@@ -84,7 +118,7 @@ class DatabaseTarget:
 
 def resolve_target(
     cli_url: str | None = None,
-    config: DatabaseConfig | None = None,
+    config: DatabaseSettings | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> DatabaseTarget:
     """The database to use: ``cli_url`` > ``SIGIL_DATABASE_URL`` > ``config.url`` > embedded.
@@ -93,7 +127,7 @@ def resolve_target(
     :class:`~sigil.errors.ConfigError` naming where it came from.
     """
     env = os.environ if environ is None else environ
-    cfg = config if config is not None else DatabaseConfig()
+    cfg = config if config is not None else _default_settings()
     url: str | None = None
     for source, value in (
         ("--database-url", cli_url),
@@ -279,7 +313,7 @@ class Database:
         pool: Any,
         url: str,
         target: DatabaseTarget,
-        config: DatabaseConfig,
+        config: DatabaseSettings,
         embedded: EmbeddedServer | None,
     ) -> None:
         self._pool = pool
@@ -292,7 +326,7 @@ class Database:
     async def open(
         cls,
         target: DatabaseTarget | str,
-        config: DatabaseConfig | None = None,
+        config: DatabaseSettings | None = None,
         *,
         min_size: int | None = None,
         max_size: int | None = None,
@@ -302,7 +336,7 @@ class Database:
         Raises :class:`~sigil.errors.DatabaseUnavailable` when the server cannot be reached or refuses
         the connection, :class:`~sigil.errors.ConfigError` for a malformed URL.
         """
-        cfg = config if config is not None else DatabaseConfig()
+        cfg = config if config is not None else _default_settings()
         if isinstance(target, str):
             target = DatabaseTarget(url=normalize_url(target), home=default_home())
         embedded: EmbeddedServer | None = None
@@ -449,7 +483,7 @@ async def _ensure_database(admin_url: str, name: str, timeout: float) -> str:
 
 async def open_database(
     cli_url: str | None = None,
-    config: DatabaseConfig | None = None,
+    config: DatabaseSettings | None = None,
     *,
     min_size: int | None = None,
     max_size: int | None = None,

@@ -13,15 +13,18 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
-from importlib.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from sigil.defaults import migrations_dir
 from sigil.errors import MigrationError, SchemaNotReady
 from sigil.store.db import Connection, Database, is_unavailable, unavailable_as_error
 
 #: Advisory lock key serialising migrations (an arbitrary constant: "sigil-migrate" in ASCII, truncated).
 MIGRATE_LOCK_KEY = 0x5369_6769_6C4D_6967
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -73,9 +76,9 @@ class SchemaStatus:
         return max((a.version for a in self.applied), default=0)
 
 
-def default_source() -> Traversable:
+def default_source() -> Path:
     """The migrations shipped with the package."""
-    return resources.files("sigil") / "defaults" / "migrations"
+    return migrations_dir()
 
 
 def load_migrations(source: Traversable | Path | None = None) -> list[Migration]:
