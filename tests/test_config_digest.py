@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -37,6 +38,28 @@ def test_a_changed_file_is_validated_again(tmp_path: Path) -> None:
     main.write_text(main.read_text() + "\ndaemon:\n  heartbeat_max_age_s: 42\n  instance: east\n")
     got = probe_settings(cfg, cache_dir=cache)
     assert (got.heartbeat_max_age_s, got.instance) == (42, "east")
+
+
+def test_an_edit_that_lands_while_the_config_is_validated_is_not_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest is keyed on the bytes validation read, not on the file as it is when the digest is
+    written: an edit saved in between leaves a digest that the next read finds out of date."""
+    import sigil.config
+
+    cfg, cache = _copy_config(tmp_path), tmp_path / "cache"
+    main = cfg / "sigil.yaml"
+    real = sigil.config.load_config
+
+    def load_then_edit(*args: object, **kwargs: object) -> object:
+        loaded = real(*args, **kwargs)  # type: ignore[arg-type]
+        main.write_text(main.read_text() + "\ndaemon:\n  instance: edited\n")
+        return loaded
+
+    monkeypatch.setattr(sigil.config, "load_config", load_then_edit)
+    assert probe_settings(cfg, cache_dir=cache).instance == "main"  # what validation read
+    monkeypatch.setattr(sigil.config, "load_config", real)
+    assert probe_settings(cfg, cache_dir=cache).instance == "edited"
 
 
 def test_a_variant_broken_after_the_digest_is_still_refused(tmp_path: Path) -> None:
@@ -137,3 +160,44 @@ def test_a_hit_loads_no_pydantic(tmp_path: Path) -> None:
         for _ in range(2)
     ]
     assert [r.strip() for r in runs] == ["True", "False"]  # a miss validates (pydantic); a hit does not
+
+
+#: Edits per process of the race below.
+EDITS = 150
+
+
+def test_probes_racing_config_edits_never_take_a_digest_of_other_bytes(tmp_path: Path) -> None:
+    """Four processes, each rewriting ``sigil.yaml`` (atomically, as an editor saves) with its own
+    ``daemon.instance`` and then reading the settings, :data:`EDITS` times, all at once: so digests are
+    written and read while other processes change the file. Whatever the interleaving, the
+    settings each read returns are those of some whole version of the file, and once the edits
+    stop, the next read returns the last version's: a digest never outlives the bytes it was
+    made from."""
+    cfg, cache = _copy_config(tmp_path), tmp_path / "cache"
+    base = (cfg / "sigil.yaml").read_text()
+    script = (
+        "import os, sys, time\nfrom pathlib import Path\nfrom sigil.config_digest import probe_settings\n"
+        f"cfg, cache, base = Path({str(cfg)!r}), Path({str(cache)!r}), {base!r}\n"
+        "me, start = sys.argv[1], float(sys.argv[2])\nseen = set()\n"
+        "probe_settings(cfg, cache_dir=cache)\n"  # imports done before the start, so all overlap
+        "time.sleep(max(0.0, start - time.time()))\n"
+        f"for k in range({EDITS}):\n"
+        "    tmp = cfg / f'.sigil.yaml.{me}'\n"
+        "    tmp.write_text(base + f'\\ndaemon:\\n  instance: p{me}-{k}\\n')\n"
+        "    os.replace(tmp, cfg / 'sigil.yaml')\n"
+        "    seen.add(probe_settings(cfg, cache_dir=cache).instance)\n"
+        "print(' '.join(sorted(seen)))\n"
+    )
+    start = str(time.time() + 5)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(i), start], stdout=subprocess.PIPE, text=True)
+        for i in range(4)
+    ]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4
+    written = {f"p{i}-{k}" for i in range(4) for k in range(EDITS)}
+    assert set(" ".join(outs).split()) <= written  # only ever settings of a whole version
+    last = load_config(cfg).settings.daemon.instance
+    assert last in written
+    assert probe_settings(cfg, cache_dir=cache).instance == last
+    assert not list((cache / "config-digest").glob(".digest-*"))  # no temporary file left behind

@@ -123,6 +123,33 @@ fn every_kernel_matches_plain_around_block_boundaries() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx2_kernel_is_the_fused_four_bar_blocks_bit_for_bit() {
+    // The vector kernel must be the portable fused one, operation for operation (`test_wheel`
+    // models it so): every length around its rounds of passes, and rounds split by the streamed
+    // chunks and the segments of a long series.
+    if !Kernel::all().contains(&Kernel::Avx2Fma) {
+        return; // this CPU has no AVX2 and FMA
+    }
+    {
+        let (h, l, c) = series(SPLIT_MIN_BARS + 3 * SEGMENT_BARS + 7);
+        let lengths = (0..70).chain(250..270).chain(510..530).chain([5_001, 20_000]);
+        for period in [1, 2, 3, 14] {
+            for n in lengths.clone().chain([STREAM_MIN_BARS + 5, c.len()]) {
+                let (h, l, c) = (&h[..n], &l[..n], &c[..n]);
+                let want = run_vec(h, l, c, period, Kernel::PortableFused).0;
+                for stream in [false, true] {
+                    let (got, ok) = run_at(h, l, c, period, Kernel::Avx2Fma, stream, 1);
+                    assert!(ok);
+                    let same = got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+                    assert!(same, "n {n} period {period} stream {stream}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn kernels_stay_close_over_long_series_and_long_periods() {
     let (h, l, c) = series(20_000);
