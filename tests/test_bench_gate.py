@@ -91,6 +91,9 @@ def test_the_run_writes_ratios_with_the_commit_and_the_machine(saved: Path) -> N
     assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
     cpuinfo = Path("/proc/cpuinfo").read_text()
     assert f": {data['machine']['cpu']}" in cpuinfo
+    flags = set(next(ln for ln in cpuinfo.splitlines() if ln.startswith("flags")).split())
+    want = "AVX-512" if {"avx512f", "fma"} <= flags else "AVX2/FMA" if {"avx2", "fma"} <= flags else None
+    assert data["machine"]["vector"] == (want or "no AVX2/FMA")
 
 
 def test_an_unchanged_baseline_passes(saved: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sigil.bench import readme
-from sigil.bench.ratios import Figure, RatiosFile
+from sigil.bench.ratios import Figure, RatiosFile, vector_units
 
 README = "# Title\n\nprose before\n\n<!-- bench-table -->\nold table\n<!-- /bench-table -->\n\nprose after\n"
 GOALS = '[goals]\n"atr 10k: sigil/talib" = "<= 0.5"\n"replay speed-up" = ">= 100"\n"gone case" = "<= 1"\n'
@@ -103,3 +103,19 @@ def test_goals_judge_both_ways() -> None:
 def test_the_shipped_goals_parse() -> None:
     goals = readme.read_goals(Path(__file__).parent / "benchmarks" / "goals.toml")
     assert "atr 10k bars: sigil/talib" in goals and str(goals["atr 10k bars: sigil/talib"]) == "≤ 0.5"
+
+
+@pytest.mark.parametrize(
+    ("flags", "want"),
+    [
+        ("fpu sse2 avx2 fma avx512f avx512dq", "AVX-512"),
+        ("fpu sse2 avx2 fma", "AVX2/FMA"),
+        ("fpu sse2 avx2", "no AVX2/FMA"),
+        ("fpu sse2 avx512f", "no AVX2/FMA"),
+    ],
+)
+def test_the_vector_units_are_read_off_the_flags(tmp_path: Path, flags: str, want: str) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n")
+    assert vector_units(cpuinfo) == want
+    assert vector_units(tmp_path / "missing") == ""

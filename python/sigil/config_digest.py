@@ -91,8 +91,14 @@ def probe_settings(config_dir: str | Path | None = None, *, cache_dir: Path | No
     :class:`~sigil.errors.ConfigError` propagates (and then no digest is written)."""
     root = Path(config_dir) if config_dir is not None else default_config_dir()
     where = _digest_path(root, cache_dir)
+    try:
+        # Taken before validating, like the files' hashes: code replaced in the meantime then
+        # makes the digest out of date instead of vouching for what it did not judge.
+        rules = _rules()
+    except OSError:
+        where = None
     if where is not None:
-        hit = _read(where)
+        hit = _read(where, rules)
         if hit is not None:
             return hit
     from sigil.config import load_config
@@ -100,7 +106,7 @@ def probe_settings(config_dir: str | Path | None = None, *, cache_dir: Path | No
     config = load_config(root)
     settings = ProbeSettings.of(config)
     if where is not None:
-        _write(where, settings, config.files)
+        _write(where, settings, rules, config.files)
     return settings
 
 
@@ -150,11 +156,12 @@ def _matches(files: dict[str, str]) -> bool:
     return all(content_hash(Path(f).read_bytes()) == h for f, h in files.items())
 
 
-def _read(where: Path) -> ProbeSettings | None:
-    """The digest at ``where`` when it is whole and its fingerprint matches the files as they are now."""
+def _read(where: Path, rules: list[list[Any]]) -> ProbeSettings | None:
+    """The digest at ``where`` when it is whole and its fingerprint matches the code (``rules``) and
+    the files as they are now."""
     try:
         data = json.loads(where.read_bytes())
-        if data["layout"] != LAYOUT or data["rules"] != _rules() or not _matches(data["files"]):
+        if data["layout"] != LAYOUT or data["rules"] != rules or not _matches(data["files"]):
             return None
         settings = data["settings"]
         return ProbeSettings(
@@ -165,14 +172,14 @@ def _read(where: Path) -> ProbeSettings | None:
         return None
 
 
-def _write(where: Path, settings: ProbeSettings, files: dict[str, str]) -> None:
+def _write(where: Path, settings: ProbeSettings, rules: list[list[Any]], files: dict[str, str]) -> None:
     """Writes the digest atomically (a probe running at the same moment sees the old file or the new)."""
     import tempfile  # only a miss writes; a hit has no use for it
 
     try:
         body = {
             "layout": LAYOUT,
-            "rules": _rules(),
+            "rules": rules,
             "files": {str(Path(f).resolve()): h for f, h in files.items()},
             "settings": asdict(settings),
         }

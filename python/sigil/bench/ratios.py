@@ -10,7 +10,8 @@ compares two of them. The JSON::
       "commit": "9610edb...",              # null outside a git checkout
       "dirty": true,                       # uncommitted changes in the checkout (null: unknown)
       "sigil": {"version": "0.2.0", "path": ".../site-packages/sigil"},
-      "machine": {"cpu": "AMD EPYC", "cores": 2, "python": "3.11.7", "platform": "Linux-..."},
+      "machine": {"cpu": "AMD EPYC", "vector": "AVX2/FMA", "cores": 2, "python": "3.11.7",
+                  "platform": "Linux-..."},
       "ratios": {"atr 10k bars: sigil/talib": 0.47, ...},     # case -> figure
       "better": {"atr 10k bars: sigil/talib": "lower", ...},  # lower, higher, or report (not gated)
       "notes": {"atr 10k bars: sigil/talib": "median 1.1 ns vs 2.3 ns per bar; ...", ...},
@@ -129,9 +130,12 @@ class RatiosFile:
         )
 
     def describe(self) -> str:
-        """One line: commit, CPU, cores, when."""
+        """One line: commit, CPU (with its vector units, when known), cores, when."""
         commit = (self.commit or "no commit")[:12] + (" (uncommitted changes)" if self.dirty else "")
         cpu = self.machine.get("cpu", "unknown CPU")
+        vector = self.machine.get("vector")
+        if vector:
+            cpu = f"{cpu} ({vector})"
         return f"{commit}, {cpu}, {self.machine.get('cores', '?')} cores, {self.written or 'unknown time'}"
 
 
@@ -163,14 +167,32 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine()
 
 
+def vector_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The widest vector kernel of ``sigil.atr`` this CPU can run, as its flags say: ``AVX-512``,
+    ``AVX2/FMA``, else ``no AVX2/FMA`` (the same tests the kernel choice makes); empty when unknown.
+    The same model name can stand for machines with and without AVX-512 (a cloud's "AMD EPYC")."""
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                flags = set(value.split())
+                if {"avx512f", "fma"} <= flags:
+                    return "AVX-512"
+                return "AVX2/FMA" if {"avx2", "fma"} <= flags else "no AVX2/FMA"
+    except OSError:
+        pass
+    return ""
+
+
 def machine_info() -> dict[str, Any]:
-    """The CPU model, the cores this process may run on, the Python and the platform."""
+    """The CPU model and vector units, the cores this process may run on, the Python and the platform."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 0
     return {
         "cpu": cpu_model(),
+        "vector": vector_units(),
         "cores": cores,
         "python": platform.python_version(),
         "platform": platform.platform(),
