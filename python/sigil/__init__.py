@@ -10,9 +10,9 @@ The numeric core lives in :mod:`sigil._core` (Rust); this package re-exports its
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sigil._lazy import lazy_exports
 from sigil.errors import ConfigError, DataError, SigilError
 
 if TYPE_CHECKING:
@@ -26,14 +26,7 @@ _HOME = {
     **dict.fromkeys(("replay", "ReplayResult"), "sigil.research.replay"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'sigil' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _HOME)
 
 
 __all__ = [

@@ -17,11 +17,11 @@ not imported here so that commands without a scheduler do not load it); so have 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # Imported now: ``migrate`` is also the name of its module, which the import system would otherwise
 # bind here in the function's place the first time any code imports ``sigil.store.migrate``.
+from sigil._lazy import lazy_exports
 from sigil.store.migrate import SchemaStatus, migrate, require_current, schema_status
 
 if TYPE_CHECKING:
@@ -49,14 +49,7 @@ _HOME = {
     **dict.fromkeys(("GuardState", "Protection", "SymbolProtectionStore"), "sigil.store.protections"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'sigil.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _HOME)
 
 
 __all__ = [
