@@ -251,7 +251,8 @@ fn segmented_scan_carries_through_zero_true_ranges() {
     // Flat prices from before a segment boundary to well after it: the segment starts with
     // thousands of zero true ranges, where the whole value is the carried-in part.
     let period = 14;
-    let n = split_len(period, 0);
+    // Long enough to be split, and to hold a fourth segment.
+    let n = split_len(period, 0).max(period + 1 + 4 * SEGMENT_BARS);
     let (mut h, mut l, mut c) = series(n);
     let split = period + 1 + 3 * SEGMENT_BARS;
     let flat = c[split - 50];
@@ -286,7 +287,7 @@ fn segmented_scan_checks_every_segment() {
 fn concurrent_callers_share_the_helper_safely() {
     // Several threads at once: one gets the helper, the others run alone; all results exact.
     let (rows, cols) = (24, 5000);
-    let n = split_len(14, 1);
+    let n = split_len(14, 1).max(rows * cols);
     let (h, l, c) = series(n);
     let (hm, lm, cm) = (&h[..rows * cols], &l[..rows * cols], &c[..rows * cols]);
     let want = atr_many(hm, lm, cm, rows, cols, 14).unwrap();
