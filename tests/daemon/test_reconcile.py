@@ -34,6 +34,15 @@ RECONCILE = ("--live", "--set", "daemon.reconcile_interval_s=0.3", "--set", "exc
 FOREIGN = "sigil-o999999"
 
 
+def held_at(url: str, event_id: int) -> int:
+    """How many positions were open when the event ``event_id`` was written."""
+    sql = (
+        "SELECT count(*) AS n FROM events o WHERE o.kind = 'open' AND o.id < %s AND NOT EXISTS"
+        " (SELECT 1 FROM events c WHERE c.kind = 'close' AND c.position_id = o.position_id AND c.id < %s)"
+    )
+    return int(rows(url, sql, event_id, event_id)[0]["n"])
+
+
 def count(url: str, where: str, *params: Any) -> int:
     return int(rows(url, f"SELECT count(*) AS n FROM events WHERE {where}", *params)[0]["n"])
 
@@ -83,12 +92,16 @@ async def test_a_drift_stops_opens_until_acknowledged(tmp_path: Path, pg: Any, c
         assert 'sigil_reconcile_checks_total{outcome="drift"}' in metrics
         assert "sigil_reconcile_unknown_orders 1" in metrics
 
-        # While it drifts: no open, breakouts skipped as paused, exits go on.
+        # While it drifts: no open, breakouts skipped as paused, exits go on. Exits can only be seen
+        # when a position was held as the drift was found: at this speed the positions open before
+        # the foreign buy may all have closed by then (one fresh-clone run in three), and no new one
+        # opens. Exits under a pause, held or not, are tests/daemon/test_control.py's.
+        held = held_at(url, drift["id"])
         try:
             await wait_until(
                 lambda: (
                     count(url, "kind = 'skip' AND reason = 'paused' AND id > %s", drift["id"]) >= 1
-                    and count(url, "kind = 'close' AND id > %s", drift["id"]) >= 1
+                    and (held == 0 or count(url, "kind = 'close' AND id > %s", drift["id"]) >= 1)
                 ),
                 timeout=30,
                 step=0.1,
@@ -99,7 +112,7 @@ async def test_a_drift_stops_opens_until_acknowledged(tmp_path: Path, pg: Any, c
                 "SELECT kind, reason, count(*) AS n FROM events WHERE id > %s GROUP BY kind, reason",
                 drift["id"],
             )
-            raise AssertionError(f"after the drift: {since}; log: {d.text()[-2000:]}") from None
+            raise AssertionError(f"after the drift ({held} held): {since}; log: {d.text()[-2000:]}") from None
         assert d.proc.poll() is None, d.text()[-3000:]
         # The check runs at the start of a pass, before its pauses are read: no open comes after it.
         assert count(url, "kind = 'open' AND id > %s", drift["id"]) == 0
