@@ -57,6 +57,8 @@ def mutated_main(draw: Any) -> str:
 
 
 @given(text=mutated_main())
+# A key holding line breaks (found by this test): the error named it raw, over two lines.
+@example(text="database:\n  ? '\n\n    '\n  : null\n")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_main_config_loads_or_is_one_named_error(
     tmp_path_factory: pytest.TempPathFactory, text: str

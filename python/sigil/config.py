@@ -387,8 +387,10 @@ def _problems(e: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        # A check of the whole file names its keys in the message itself.
-        parts.append(f"{'.'.join(str(x) for x in err['loc'])}: {msg}" if err["loc"] else msg)
+        # A check of the whole file names its keys in the message itself; a key that is not
+        # printable as it is (a YAML key may hold a line break) is quoted, so the error stays one line.
+        where = ".".join(str(x) if str(x).isprintable() else repr(str(x)) for x in err["loc"])
+        parts.append(f"{where}: {msg}" if err["loc"] else msg)
     return "; ".join(parts)
 
 
