@@ -122,7 +122,7 @@ class DatabaseConfig(_Strict):
     """Where state lives. ``url`` None = an embedded PostgreSQL under ``home``.
 
     The URL actually used is ``--database-url``, else ``SIGIL_DATABASE_URL``, else ``url``
-    (see :func:`sigil.store.db.resolve_target`).
+    (see :func:`sigil.store.target.resolve_target`).
     """
 
     url: str | None = None

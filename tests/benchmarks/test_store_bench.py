@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from sigil.store import AccountStore, Database, GuardMirror, PositionStore, SkipReason, migrate
-from sigil.store.db import DatabaseTarget
+from sigil.store.target import DatabaseTarget
 from tests.support.pg import PgServer
 from tests.support.store_workers import close_args, order_args
 

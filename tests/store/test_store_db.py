@@ -10,8 +10,8 @@ import pytest
 from sigil.config import DatabaseConfig
 from sigil.errors import ConfigError
 from sigil.store import Database
-from sigil.store.db import normalize_url, redact, resolve_target, with_database
 from sigil.store.locks import pair_key
+from sigil.store.target import normalize_url, redact, resolve_target, with_database
 
 
 def test_precedence_cli_then_env_then_config_then_embedded(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import psycopg
 
 from sigil.config import load_config
 from sigil.store import AccountStore, Database, migrate
-from sigil.store.db import with_database
+from sigil.store.target import with_database
 
 ENV_TEST_URL = "SIGIL_TEST_DATABASE_URL"
 

@@ -10,12 +10,11 @@ the other commands: an unreachable database is 2 here, 1 everywhere else.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from sigil.cli.args import database_url, instance, seconds
 from sigil.config_digest import probe_settings
-from sigil.daemon.heartbeat import PROBE_UNKNOWN, probe
+from sigil.daemon.heartbeat import PROBE_UNKNOWN, probe_now
 
 
 def add_parser(sub: Any) -> None:
@@ -63,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"sigil probe: UNKNOWN: {e}", flush=True)
         return PROBE_UNKNOWN
     max_age = args.max_age if args.max_age is not None else settings.heartbeat_max_age_s
-    result = asyncio.run(
-        probe(settings, args.database_url, max_age, instance=args.instance, max_lag_s=args.max_lag)
-    )
+    result = probe_now(settings, args.database_url, max_age, instance=args.instance, max_lag_s=args.max_lag)
     print(f"sigil probe: {result.line}", flush=True)
     return result.code

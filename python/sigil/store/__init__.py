@@ -27,20 +27,22 @@ from sigil.store.migrate import SchemaStatus, migrate, require_current, schema_s
 if TYPE_CHECKING:
     from sigil._core import SkipReason
     from sigil.store.accounts import Account, AccountStore
-    from sigil.store.db import Database, DatabaseTarget, open_database, resolve_target
+    from sigil.store.db import Database, open_database
     from sigil.store.events import Event, EventKind, EventStore
     from sigil.store.guard_mirror import GuardMirror
     from sigil.store.heartbeats import Heartbeat, HeartbeatStore, PassStats
     from sigil.store.notify import GuardChange
     from sigil.store.positions import OpenResult, Position, PositionStore
     from sigil.store.protections import GuardState, Protection, SymbolProtectionStore
+    from sigil.store.target import DatabaseTarget, resolve_target
 
 #: Where each name lives. Imported on first use: ``sigil probe`` needs the heartbeats and the schema
 #: check, not the position or guard stores (about a third of its start-up on their own).
 _HOME = {
     "SkipReason": "sigil._core",
     **dict.fromkeys(("Account", "AccountStore"), "sigil.store.accounts"),
-    **dict.fromkeys(("Database", "DatabaseTarget", "open_database", "resolve_target"), "sigil.store.db"),
+    **dict.fromkeys(("Database", "open_database"), "sigil.store.db"),
+    **dict.fromkeys(("DatabaseTarget", "resolve_target"), "sigil.store.target"),
     **dict.fromkeys(("Event", "EventKind", "EventStore"), "sigil.store.events"),
     "GuardMirror": "sigil.store.guard_mirror",
     **dict.fromkeys(("Heartbeat", "HeartbeatStore", "PassStats"), "sigil.store.heartbeats"),

@@ -1,8 +1,7 @@
-"""The database handle: which database (URL resolution), the embedded server, one asyncpg pool.
+"""The database handle: the embedded server and one asyncpg pool.
 
-:func:`resolve_target` is the one place that reads the environment: ``--database-url`` wins, then
-``SIGIL_DATABASE_URL``, then ``database.url`` of the config; with none of them, Sigil runs an embedded
-PostgreSQL in ``<home>/pgdata`` (home: ``SIGIL_HOME``, else ``database.home``, else the user data dir).
+Which database is :mod:`sigil.store.target`'s (re-exported here): ``--database-url``, then
+``SIGIL_DATABASE_URL``, then ``database.url`` of the config, else the embedded PostgreSQL.
 
 Every store takes a :class:`Database`. Its :meth:`Database.connection` and :meth:`Database.transaction`
 turn a lost or unreachable server into :class:`~sigil.errors.DatabaseUnavailable`, so callers handle one
@@ -17,33 +16,32 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self, TypeAlias
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from typing import Any, ClassVar, Self, TypeAlias
 
 import asyncpg
 import asyncpg.exceptions as pgerr
 
 from sigil.errors import ConfigError, DatabaseUnavailable
+from sigil.store.target import (
+    EMBEDDED_DATABASE,
+    SERVER_SETTINGS,
+    DatabaseSettings,
+    DatabaseTarget,
+    default_home,
+    default_settings,
+    normalize_url,
+    resolve_target,
+    with_database,
+)
 
 log = logging.getLogger(__name__)
 
 #: An asyncpg connection (asyncpg ships no type information).
 Connection: TypeAlias = Any
-
-ENV_DATABASE_URL = "SIGIL_DATABASE_URL"
-ENV_HOME = "SIGIL_HOME"
-#: Name of the application in platformdirs' user data dir, and of the database inside the embedded server.
-APP_NAME = "sigil"
-EMBEDDED_DATABASE = "sigil"
-#: Shown in pg_stat_activity, so an operator can tell Sigil's sessions from others.
-APPLICATION_NAME = "sigil"
-
-_SCHEMES = ("postgresql", "postgres")
 
 #: Errors that mean "the server is gone or cannot be reached", whatever the connection's state.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -57,134 +55,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     pgerr.IdleSessionTimeoutError,
     pgerr.DatabaseDroppedError,
 )
-
-
-class DatabaseSettings(Protocol):
-    """What a database handle reads of the ``database`` section: a :class:`sigil.config.DatabaseConfig`,
-    or the probe's digest of one (this module leaves the config's models unimported, so the probe can)."""
-
-    @property
-    def url(self) -> str | None:
-        """``database.url``."""
-
-    @property
-    def home(self) -> str | None:
-        """``database.home``."""
-
-    @property
-    def pool_min(self) -> int:
-        """``database.pool_min``."""
-
-    @property
-    def pool_max(self) -> int:
-        """``database.pool_max``."""
-
-    @property
-    def connect_timeout_s(self) -> float:
-        """``database.connect_timeout_s``."""
-
-    @property
-    def command_timeout_s(self) -> float:
-        """``database.command_timeout_s``."""
-
-
-def _default_settings() -> DatabaseSettings:
-    from sigil.config import DatabaseConfig
-
-    return DatabaseConfig()
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseTarget:
-    """Where the database is: a server URL, or (``url`` None) the embedded server under ``home``."""
-
-    url: str | None
-    home: Path
-
-    @property
-    def pgdata(self) -> Path:
-        """Data directory of the embedded server."""
-        return self.home / "pgdata"
-
-    @property
-    def embedded(self) -> bool:
-        """True when Sigil runs its own PostgreSQL."""
-        return self.url is None
-
-    def describe(self) -> str:
-        """A one-line description without secrets."""
-        return f"embedded PostgreSQL in {self.pgdata}" if self.url is None else redact(self.url)
-
-
-def resolve_target(
-    cli_url: str | None = None,
-    config: DatabaseSettings | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> DatabaseTarget:
-    """The database to use: ``cli_url`` > ``SIGIL_DATABASE_URL`` > ``config.url`` > embedded.
-
-    ``environ`` defaults to the process environment. A URL that is not ``postgresql://…`` raises
-    :class:`~sigil.errors.ConfigError` naming where it came from.
-    """
-    env = os.environ if environ is None else environ
-    cfg = config if config is not None else _default_settings()
-    url: str | None = None
-    for source, value in (
-        ("--database-url", cli_url),
-        (ENV_DATABASE_URL, env.get(ENV_DATABASE_URL)),
-        ("database.url", cfg.url),
-    ):
-        if value is not None and value.strip():
-            url = normalize_url(value.strip(), source)
-            break
-    home_value = env.get(ENV_HOME) or cfg.home
-    home = Path(home_value).expanduser() if home_value else default_home()
-    return DatabaseTarget(url=url, home=home.resolve())
-
-
-def default_home() -> Path:
-    """The user data dir for Sigil (``~/.local/share/sigil`` on Linux)."""
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-
-
-def normalize_url(url: str, source: str = "database URL") -> str:
-    """``url`` as asyncpg takes it. SQLAlchemy spellings (``postgresql+psycopg://``) are accepted."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as e:
-        raise ConfigError(f"{source}: not a valid URL: {e}") from None
-    scheme = parts.scheme.split("+", 1)[0]
-    if scheme not in _SCHEMES or (not parts.netloc and "host=" not in parts.query):
-        raise ConfigError(
-            f"{source}: expected a PostgreSQL URL like postgresql://user:password@host:5432/dbname, "
-            f"got {redact(url)!r}"
-        )
-    try:
-        _ = parts.port
-    except ValueError:
-        raise ConfigError(f"{source}: the port in {redact(url)!r} is not a number") from None
-    return urlunsplit(parts._replace(scheme="postgresql"))
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
-
-
-def with_database(url: str, name: str) -> str:
-    """``url`` pointing at database ``name`` on the same server (same user, host and options)."""
-    parts: SplitResult = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 class EmbeddedServer:
@@ -336,7 +206,7 @@ class Database:
         Raises :class:`~sigil.errors.DatabaseUnavailable` when the server cannot be reached or refuses
         the connection, :class:`~sigil.errors.ConfigError` for a malformed URL.
         """
-        cfg = config if config is not None else _default_settings()
+        cfg = config if config is not None else default_settings()
         if isinstance(target, str):
             target = DatabaseTarget(url=normalize_url(target), home=default_home())
         embedded: EmbeddedServer | None = None
@@ -358,7 +228,7 @@ class Database:
                 max_size=hi,
                 timeout=cfg.connect_timeout_s,
                 command_timeout=cfg.command_timeout_s,
-                server_settings=_SERVER_SETTINGS,
+                server_settings=SERVER_SETTINGS,
             )
         except BaseException as e:
             if embedded is not None:
@@ -450,15 +320,12 @@ class Database:
                 self.url,
                 timeout=self.config.connect_timeout_s,
                 command_timeout=self.config.command_timeout_s,
-                server_settings=_SERVER_SETTINGS,
+                server_settings=SERVER_SETTINGS,
             )
         except BaseException as e:
             if is_unavailable(e) or isinstance(e, pgerr.PostgresError):
                 raise _unavailable(what, e) from e
             raise
-
-
-_SERVER_SETTINGS = {"application_name": APPLICATION_NAME, "timezone": "UTC"}
 
 
 async def _ensure_database(admin_url: str, name: str, timeout: float) -> str:

@@ -9,10 +9,13 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigil.store import _checks
-from sigil.store.db import Connection, Database
+
+if TYPE_CHECKING:
+    from sigil.store.db import Connection, Database
+    from sigil.store.wire import WireConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,22 @@ _COLUMNS = (
     "id, started_at, finished_at, duration_s, symbols_scanned, signals, opens, closes, errors, host, pid,"
     " instance, candles_decided, market_time, exchange_time"
 )
+
+
+def _latest(instance: str | None) -> tuple[str, ...]:
+    """The query (and its argument) for the newest heartbeat of ``instance`` (None: of any)."""
+    if instance is None:
+        return (f"SELECT {_COLUMNS} FROM scanner_heartbeats ORDER BY finished_at DESC LIMIT 1",)
+    return (
+        f"SELECT {_COLUMNS} FROM scanner_heartbeats WHERE instance = $1 ORDER BY finished_at DESC LIMIT 1",
+        instance,
+    )
+
+
+def latest_heartbeat_wire(conn: WireConnection, instance: str | None = None) -> Heartbeat | None:
+    """:meth:`HeartbeatStore.latest` over the probe's synchronous connection."""
+    rows = conn.fetch(*_latest(instance))
+    return _heartbeat(rows[0]) if rows else None
 
 
 def _heartbeat(r: Any) -> Heartbeat:
@@ -135,16 +154,7 @@ class HeartbeatStore:
         """The most recent heartbeat (by finish time) of ``instance`` (None: of any daemon), or None
         when no pass has completed yet."""
         async with self._db.connection("read heartbeat") as conn:
-            if instance is None:
-                r = await conn.fetchrow(
-                    f"SELECT {_COLUMNS} FROM scanner_heartbeats ORDER BY finished_at DESC LIMIT 1"
-                )
-            else:
-                r = await conn.fetchrow(
-                    f"SELECT {_COLUMNS} FROM scanner_heartbeats WHERE instance = $1"
-                    " ORDER BY finished_at DESC LIMIT 1",
-                    instance,
-                )
+            r = await conn.fetchrow(*_latest(instance))
         return None if r is None else _heartbeat(r)
 
     async def latest_per_instance(self) -> dict[str, Heartbeat]:

@@ -14,17 +14,19 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sigil.defaults import migrations_dir
 from sigil.errors import MigrationError, SchemaNotReady
-from sigil.store.db import Connection, Database, is_unavailable, unavailable_as_error
 
 #: Advisory lock key serialising migrations (an arbitrary constant: "sigil-migrate" in ASCII, truncated).
 MIGRATE_LOCK_KEY = 0x5369_6769_6C4D_6967
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
+
+    from sigil.store.db import Connection, Database
+    from sigil.store.wire import WireConnection
 
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -122,18 +124,26 @@ async def _create_history_table(conn: Connection) -> None:
     )
 
 
-async def _history_exists(conn: Connection) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"))
+_HISTORY_EXISTS = "SELECT to_regclass('schema_migrations') IS NOT NULL AS present"
+_APPLIED = "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
 
 
 async def applied_migrations(conn: Connection) -> list[AppliedMigration]:
     """The rows of ``schema_migrations`` in version order (none when the table does not exist)."""
-    if not await _history_exists(conn):
+    if not await conn.fetchval(_HISTORY_EXISTS):
         return []
-    rows = await conn.fetch(
-        "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
-    )
-    return [AppliedMigration(r["version"], r["name"], r["checksum"], r["applied_at"]) for r in rows]
+    return [_applied(r) for r in await conn.fetch(_APPLIED)]
+
+
+def applied_migrations_wire(conn: WireConnection) -> list[AppliedMigration]:
+    """:func:`applied_migrations` over the probe's synchronous connection."""
+    if not conn.fetch(_HISTORY_EXISTS)[0]["present"]:
+        return []
+    return [_applied(r) for r in conn.fetch(_APPLIED)]
+
+
+def _applied(r: Any) -> AppliedMigration:
+    return AppliedMigration(r["version"], r["name"], r["checksum"], r["applied_at"])
 
 
 async def _record(conn: Connection, m: Migration) -> None:
@@ -201,6 +211,9 @@ async def migrate(
     shipped = load_migrations(source)
     # A dedicated connection: the session-level lock must outlive the per-file transactions, and a
     # pooled connection would have it dropped (pg_advisory_unlock_all) when returned to the pool.
+    # asyncpg's error classes, imported here: the probe's schema check (this module) loads no driver.
+    from sigil.store.db import is_unavailable, unavailable_as_error
+
     conn = await db.connect_direct("migrate")
     try:
         with unavailable_as_error("migrate", conn):
@@ -234,7 +247,11 @@ async def migrate(
 
 async def require_current(db: Database, source: Traversable | Path | None = None) -> SchemaStatus:
     """The schema status; raises :class:`SchemaNotReady` (or the refusal) unless it is current."""
-    status = await schema_status(db, source)
+    return check_current(await schema_status(db, source))
+
+
+def check_current(status: SchemaStatus) -> SchemaStatus:
+    """``status`` when the schema is current; else raises the refusal or :class:`SchemaNotReady`."""
     refusal = _refusal(status)
     if refusal is not None:
         raise refusal
@@ -244,3 +261,8 @@ async def require_current(db: Database, source: Traversable | Path | None = None
             f"{status.pending[-1].version}: run `sigil migrate`"
         )
     return status
+
+
+def require_current_wire(conn: WireConnection, source: Traversable | Path | None = None) -> SchemaStatus:
+    """:func:`require_current` over the probe's synchronous connection."""
+    return check_current(compare(applied_migrations_wire(conn), load_migrations(source)))

@@ -15,7 +15,7 @@ from psycopg import errors as pgerrors
 
 from sigil.daemon.scheduler import sqlalchemy_url
 from sigil.errors import DatabaseUnavailable
-from sigil.store.db import redact
+from sigil.store.target import redact
 
 #: The schema of Optuna's tables.
 STUDY_SCHEMA = "optuna"
