@@ -82,7 +82,7 @@ def test_a_silent_server_is_cannot_tell_within_the_connect_timeout() -> None:
         got = probe_now(quick, f"postgresql://u:p@127.0.0.1:{silent.getsockname()[1]}/d", 60)
         took = time.monotonic() - t0
     assert got.code == PROBE_UNKNOWN and got.line.startswith("UNKNOWN: cannot connect"), got
-    assert 0.4 < took < 0.9, took  # one wait, not the client's and then asyncpg's
+    assert 0.4 < took < 0.95, took  # one wait, not the client's and then asyncpg's
 
 
 FOOTPRINT = """

@@ -268,8 +268,9 @@ def test_pg_variables_and_a_password_file_are_left_to_asyncpg(
     monkeypatch.setenv("HOME", str(tmp_path))
     assert WireParams.from_url("postgresql://u@h/d", environ={}).password is None
     (tmp_path / ".pgpass").write_text("h:5432:d:u:secret\n")
-    with pytest.raises(WireUnsupported, match="password file"):
-        WireParams.from_url("postgresql://u@h/d", environ={})
+    for no_password in ("postgresql://u@h/d", "postgresql://u:@h/d", "postgresql://u@h/d?password="):
+        with pytest.raises(WireUnsupported, match="password file"):
+            WireParams.from_url(no_password, environ={})
     assert WireParams.from_url("postgresql://u:p@h/d", environ={}).password == "p"
 
 

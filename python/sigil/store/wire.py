@@ -112,13 +112,14 @@ class WireParams:
         port = parts.port or int(query.get("port") or 5432)
         user = user or query.get("user") or getpass.getuser()
         database = unquote(parts.path.lstrip("/")) or query.get("dbname") or query.get("database") or user
-        pw = password if ":" in userinfo else query.get("password")
+        # An empty password counts as none, as in asyncpg: then it would read ~/.pgpass.
+        pw = password or query.get("password") or None
         if pw is None and (Path.home() / ".pgpass").exists():
             raise WireUnsupported("a password file to read")
         sslmode = query.get("sslmode", "prefer")
         if sslmode not in ("disable", "prefer"):
             raise WireUnsupported(f"sslmode={sslmode}")
-        return cls(host, port, user, pw or None, database, sslmode)
+        return cls(host, port, user, pw, database, sslmode)
 
 
 class WireConnection:
@@ -194,7 +195,7 @@ class WireConnection:
 
     def _start(self, params: WireParams, settings: Mapping[str, str]) -> None:
         if params.sslmode == "prefer" and params.unix_socket is None:
-            self._sock.sendall(struct.pack("!ii", 8, _SSL_REQUEST))
+            self._send_raw(struct.pack("!ii", 8, _SSL_REQUEST))
             if self._read(1, connecting=True) != b"N":
                 raise WireUnsupported("the server offers TLS")
         options = {
@@ -206,7 +207,7 @@ class WireConnection:
             "extra_float_digits": "3",
         }
         packed = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in options.items()) + b"\0"
-        self._sock.sendall(struct.pack("!ii", 8 + len(packed), _PROTOCOL) + packed)
+        self._send_raw(struct.pack("!ii", 8 + len(packed), _PROTOCOL) + packed)
         scram: _Scram | None = None
         while True:
             kind, data = self._receive(connecting=True)
@@ -244,7 +245,17 @@ class WireConnection:
         return scram
 
     def _send(self, kind: bytes, body: bytes) -> None:
-        self._sock.sendall(kind + struct.pack("!i", len(body) + 4) + body)
+        self._send_raw(kind + struct.pack("!i", len(body) + 4) + body)
+
+    def _send_raw(self, data: bytes) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise WireTimeout(not self._ready)
+        self._sock.settimeout(left)
+        try:
+            self._sock.sendall(data)
+        except TimeoutError:
+            raise WireTimeout(not self._ready) from None
 
     def _receive(self, connecting: bool) -> tuple[bytes, bytes]:
         """The next message other than notices and parameter reports: its type and body."""
