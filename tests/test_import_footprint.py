@@ -1,6 +1,7 @@
 """What each command loads, in a fresh interpreter: the daemon without numpy or pyarrow, the probe
-without numpy, ccxt or pydantic, a replay of feather files without pyarrow or pandas (each of these
-was most of a command's start-up or a daemon's resident memory)."""
+without numpy, ccxt or pydantic, a replay of feather files without pyarrow or pandas, and from its
+config's digest without pydantic (each of these was most of a command's start-up or a daemon's
+resident memory)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sigil.config_digest import ENV_CACHE_DIR
 from tests.support.data import BUNDLED
 
 HEAVY = ("numpy", "pyarrow", "pandas", "ccxt", "sqlalchemy", "optuna", "apprise", "jinja2", "pydantic")
@@ -46,10 +48,17 @@ def test_the_probe_loads_no_numpy_and_no_exchange_and_no_pydantic(tmp_path: Path
     assert loaded_after(code, packages=("sigil._core",)) == set()
 
 
-def test_a_replay_of_feather_files_loads_numpy_only() -> None:
+def test_a_replay_of_feather_files_loads_numpy_only(tmp_path: Path) -> None:
+    """Once the config's digest is written (the first replay of a config validates it,
+    tests/test_replay_digest.py), neither pydantic nor ``sigil.config`` comes in: not through the
+    command, the replay module or the reports."""
     code = (
-        "import contextlib, io\nfrom sigil.cli import main\n"
+        "import contextlib, io, os\n"
+        f"os.environ[{ENV_CACHE_DIR!r}] = {str(tmp_path)!r}\n"
+        "from sigil.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
-        f"    main(['replay', '--data', {str(BUNDLED)!r}, '--quiet'])"
+        f"    assert main(['replay', '--data', {str(BUNDLED)!r}, '--quiet']) == 0"
     )
-    assert loaded_after(code) == {"numpy", "pydantic"}
+    assert loaded_after(code) == {"numpy", "pydantic"}  # the first run validates, and digests
+    assert loaded_after(code) == {"numpy"}
+    assert loaded_after(code, packages=("sigil.config", "yaml")) == set()

@@ -21,7 +21,7 @@ from sigil._core import STOP_CAP_PCT, STOP_FLOOR_PCT
 from sigil.config_digest import content_hash
 from sigil.daemon.share import parse_shard
 from sigil.defaults import default_config_dir as default_config_dir
-from sigil.errors import ConfigError
+from sigil.errors import ConfigError, unknown_variant
 from sigil.notify.names import DEFAULT_EVENTS, EVENT_NAMES
 
 
@@ -296,7 +296,7 @@ class Config(BaseModel):
     variants: tuple[Variant, ...]
     source: str
     #: Every file the configuration was read from, in the order read, with a hash of the bytes read
-    #: (:func:`sigil.config_digest.content_hash`): what the probe's digest of this config is keyed on.
+    #: (:func:`sigil.config_digest.content_hash`): what the digests of this config are keyed on.
     files: dict[str, str] = Field(default_factory=dict)
 
     def variant(self, name: str) -> Variant:
@@ -304,7 +304,7 @@ class Config(BaseModel):
         for v in self.variants:
             if v.name == name:
                 return v
-        raise ConfigError(f"unknown variant {name!r} (known: {', '.join(v.name for v in self.variants)})")
+        raise unknown_variant(name, (v.name for v in self.variants))
 
 
 #: Sections ``--set`` may change (variant postures come from their files only).

@@ -14,6 +14,8 @@ own 0 fresh / 1 stale / 2 cannot tell, see :mod:`sigil.daemon.heartbeat`):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
 EXIT_BAD_INPUT = 2
@@ -129,3 +131,9 @@ def exit_status(error: BaseException) -> int:
     if isinstance(error, _UNREACHABLE):
         return EXIT_UNAVAILABLE
     return EXIT_BAD_INPUT
+
+
+def unknown_variant(name: str, known: Iterable[str]) -> ConfigError:
+    """The error for a variant name the configuration does not have (one wording for every lookup:
+    the validated config's and its digest's)."""
+    return ConfigError(f"unknown variant {name!r} (known: {', '.join(known)})")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sigil.cli.args import HTML_SUFFIXES, PLOT_SUFFIXES, add_replay_inputs, check_outputs
-from sigil.config import load_config
+from sigil.config_digest import replay_settings
 from sigil.data.candles import load_detail, load_universe
 from sigil.report.performance_table import add_metrics_argument, figures_text
 from sigil.report.table import variant_table
@@ -46,7 +46,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Loads everything first (bad input exits 2 before any output is written), then replays."""
+    """Loads everything first (bad input exits 2 before any output is written), then replays. The
+    config's variants come from its digest when it is unchanged (:mod:`sigil.config_digest`)."""
     check_outputs(
         {
             "--json": (args.json, ()),
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             "--html": (args.html, HTML_SUFFIXES),
         }
     )
-    config = load_config(args.config, tuple(args.variant))
+    config = replay_settings(args.config, args.variant)
     series = load_universe(args.data, args.detail)
     detail, without = load_detail(series, args.detail) if args.detail else ([], [])
     total = sum(len(s) for s in series)

@@ -6,17 +6,49 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from sigil import _core
-from sigil.config import Config, load_config
 from sigil.data.candles import CandleSeries, load_universe
 from sigil.report.metrics import SKIP_REASONS, TradeTally, tally
 from sigil.report.performance import ClosedTrades, Performance, max_drawdown, performance
 from sigil.times import iso_z
+
+
+class ReplayVariant(Protocol):
+    """What a replay reads of one variant (:class:`~sigil.config.Variant`,
+    :class:`~sigil.config_digest.VariantSettings`)."""
+
+    @property
+    def name(self) -> str:
+        """The variant's name, as the results are keyed."""
+        ...
+
+    @property
+    def starting_balance(self) -> float:
+        """The paper balance its metrics start from."""
+        ...
+
+    def engine_params(self) -> dict[str, Any]:
+        """The dict ``sigil._core`` takes for the variant."""
+        ...
+
+
+class ReplayConfig(Protocol):
+    """What a replay reads of a configuration: a validated :class:`~sigil.config.Config`, or the
+    :class:`~sigil.config_digest.ReplaySettings` digested from one (which needs no pydantic)."""
+
+    @property
+    def variants(self) -> Sequence[ReplayVariant]:
+        """The variants, in the order their results are reported."""
+        ...
+
+    def variant(self, name: str) -> ReplayVariant:
+        """The variant called ``name``."""
+        ...
 
 
 class Trade(NamedTuple):
@@ -181,7 +213,9 @@ def _lists(columns: dict[str, Any]) -> dict[str, list[Any]]:
     return {k: v.tolist() if hasattr(v, "tolist") else list(v) for k, v in columns.items()}
 
 
-def _result(raw: dict[str, Any], config: Config, detailed: frozenset[str] = frozenset()) -> ReplayResult:
+def _result(
+    raw: dict[str, Any], config: ReplayConfig, detailed: frozenset[str] = frozenset()
+) -> ReplayResult:
     names: list[str] = raw["variants"]
     symbols: list[str] = raw["symbols"]
     t, o = raw["trades"], raw["open_positions"]
@@ -221,11 +255,13 @@ def _result(raw: dict[str, Any], config: Config, detailed: frozenset[str] = froz
 
 def replay_series(
     series: Sequence[CandleSeries],
-    config: Config,
+    config: ReplayConfig,
     progress: Callable[[int, int], object] | None = None,
     detail: Sequence[CandleSeries] = (),
 ) -> ReplayResult:
-    """Replays already-loaded candle series through ``config``'s variants.
+    """Replays already-loaded candle series through ``config``'s variants (a
+    :class:`~sigil.config.Config` or the :class:`~sigil.config_digest.ReplaySettings` of one: the
+    same variants replay the same, bit for bit).
 
     ``detail``: lower-timeframe candles of some of the symbols (:func:`sigil.data.candles.load_detail`).
     Between two closes of a symbol they move its prices through the engine's ``on_price``, the call the
@@ -256,6 +292,8 @@ def replay(
     Deterministic: the same files and config give the same result, bit for bit.
     Raises :class:`~sigil.errors.DataError` or :class:`~sigil.errors.ConfigError` on bad input.
     """
+    from sigil.config import load_config  # here: sigil replay's digest path has no use for pydantic
+
     paths = [data] if isinstance(data, str | Path) else list(data)
     config = load_config(config_dir, tuple(extra_variants))
     return replay_series(load_universe(paths), config, progress)
