@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import random
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -106,6 +107,11 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: P
         for p in rows(url, "SELECT variant_id FROM micro_positions WHERE status = 'open'"):
             db_open[p["variant_id"]] = db_open.get(p["variant_id"], 0) + 1
         assert {k: v for k, v in doc["open_positions"].items() if v} == db_open
+        # SIGUSR1: every thread's stack into the log, and the daemon goes on passing.
+        d.proc.send_signal(signal.SIGUSR1)
+        await wait_until(lambda: "most recent call first" in d.text(), timeout=10)
+        n = len(heartbeats(url))
+        await wait_until(lambda: len(heartbeats(url)) > n, timeout=30)
         d.terminate()
         assert await d.wait(30) == 0
         assert book_problems(url, cfg) == []

@@ -127,8 +127,11 @@ class DaemonProcess:
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
+                # Its threads' stacks into the log first (the daemon's SIGUSR1), then kill it.
+                self.proc.send_signal(signal.SIGUSR1)
+                await asyncio.sleep(2.0)
                 self.kill9()
-                raise AssertionError(f"daemon did not exit within {timeout}s; log:\n{self.text()[-3000:]}")
+                raise AssertionError(f"daemon did not exit within {timeout}s; log:\n{self.text()[-8000:]}")
             await asyncio.sleep(0.05)
         return int(self.proc.returncode)
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
+import signal
 import sys
 import time
 from typing import Any, TextIO
@@ -167,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     exchange = resolve_exchange(config.settings.exchange, url=args.exchange_url, live=args.live)
     keys = exchange.credentials.reveal() if exchange.credentials is not None else ()
     configure_logging(fmt, level, secrets_of(keys, notify_urls(config.settings.notify)), sys.stderr)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr and the daemon goes on: what an
+    # operator (or a test that gave up waiting) needs to see where a daemon that will not stop is.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     # One line per job run is noise at INFO; errors, misses and refusals still come through.
     # The daemon logs and counts the scheduler's errors, misses and refusals itself.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
