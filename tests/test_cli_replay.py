@@ -130,3 +130,20 @@ def test_two_outputs_cannot_name_one_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^--html .*page.html: the same file as --json$"):
         check_outputs({"--json": (page, ()), "--html": (page, HTML_SUFFIXES)})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """``sigil replay … | head -1``: the reader goes away before the table is written. The command
+    stops as a command killed by SIGPIPE would (exit 141, nothing on stderr), not with an error line
+    about a broken pipe or a traceback from the interpreter's last flush."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sigil", "replay", "--data", str(DATA)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # no reader left: the command's first write fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err
+    assert err == ""

@@ -4,7 +4,8 @@
 Exit codes, one meaning each on every command (:mod:`sigil.errors` maps an error to its code): 0
 success, 1 a database or the exchange cannot be reached (retryable), 2 bad input, 3 the daemon's
 scheduler stalled, 4 the daemon's instance is held elsewhere; every failure prints one line on stderr
-naming the problem. ``sigil probe`` keeps its own: 0 fresh, 1 stale, 2 cannot tell.
+naming the problem. ``sigil probe`` keeps its own: 0 fresh, 1 stale, 2 cannot tell. A command whose stdout's reader left
+(``| head``) ends with 141, silent, as one killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import sys
 from collections.abc import Sequence
 
 from sigil.errors import SigilError, exit_status
+
+#: Exit status when stdout's reader left early: what a shell shows for a command killed by SIGPIPE.
+EXIT_READER_GONE = 141
 
 #: Commands in help order: name → (module under ``sigil.cli`` with ``add_parser(subparsers)``, one-line help).
 #: Only the module of the command being run is imported, so ``sigil probe`` does not load ccxt or numpy.
@@ -57,6 +61,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sigil`` console script."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            # Flushed here, not at interpreter exit, so that a reader gone early is seen below.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     # Sigil does no BLAS work; OpenBLAS's idle threads spin after every numpy call and take a core
     # from the engine on small machines. Set before numpy is first imported by a command.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -67,12 +82,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command if command in COMMANDS else "").parse_args(words)
     try:
         code = args.run(args)
+    except BrokenPipeError:
+        raise
     except (SigilError, ValueError, OSError) as e:
         print(f"sigil {args.command}: error: {e}", file=sys.stderr)
         return exit_status(e)
     except KeyboardInterrupt:
         return 130
     return int(code or 0)
+
+
+def _reader_gone() -> int:
+    """``sigil replay | head``: the reader of stdout left. End as a command killed by SIGPIPE does
+    (status 128 + 13, nothing printed); what is still buffered goes to /dev/null, so the interpreter's
+    last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_READER_GONE
 
 
 if __name__ == "__main__":  # pragma: no cover
