@@ -75,9 +75,18 @@ impl Kernel {
         }
     }
 
+    /// Fewest bars after the warm-up from which a scan on this kernel is split in segments.
+    pub(super) fn split_min_bars(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => SPLIT_MIN_BARS_WIDE,
+            _ => SPLIT_MIN_BARS,
+        }
+    }
+
     /// [`Kernel::scan_streamed`] when `stream`, else [`Kernel::scan`].
     #[inline]
-    fn scan_either(
+    pub(super) fn scan_either(
         self,
         cols: Columns<'_>,
         start: usize,
@@ -241,7 +250,7 @@ pub(super) fn run(
     let start = period + 1;
     let cols = Columns { high, low, close };
     let out = &mut out[start..];
-    if n - start >= SPLIT_MIN_BARS {
+    if n - start >= kernel.split_min_bars() {
         return ok & scan_in_segments(kernel, cols, start, seed, &block, out, stream);
     }
     ok & kernel.scan_either(cols, start, seed, &block, out, stream).1
@@ -251,8 +260,18 @@ pub(super) fn run(
 /// thread can share (see the `helper` module): from here on (two segments, 2 MiB of prices,
 /// past a core's L2) one core alone waits on the caches and memory, and a second brings its own.
 /// At 100k bars on a 2-core Zen 3 (AVX2) this took a call from 120 µs to 90 µs, in criterion
-/// runs of the two builds taken in turn; it was 2¹⁹ before.
+/// runs of the two builds taken in turn; it was 2¹⁹ before. The AVX-512 kernel waits longer
+/// ([`SPLIT_MIN_BARS_WIDE`]).
 pub(super) const SPLIT_MIN_BARS: usize = 1 << 16;
+
+/// [`SPLIT_MIN_BARS`] of the AVX-512 kernel. Sharing a call costs the caller the helper's
+/// wake-up (tens of microseconds on a cloud host's idle virtual CPU) and, when the helper wakes
+/// late, a wait for the segment it took; that only pays once the call is long against it. At
+/// twice the AVX2 kernel's speed one core does 100k bars in about 45 µs, and on a 2-core Zen 4
+/// (AVX-512) `sigil.atr` took 0.31–0.48× TA-Lib's time unsplit against 0.40–0.71× split at
+/// 100k bars, 0.37–0.46× against 0.47–0.59× at 150k, and 0.39–0.41× against 0.24–0.34× at 200k
+/// (medians of 200 calls, runs of the two settings taken in turn).
+pub(super) const SPLIT_MIN_BARS_WIDE: usize = 3 << 16;
 
 /// Bars a segment of a split scan: a task of some 30 µs, so that a caller waiting for the one
 /// segment the helper is in the middle of never waits long.

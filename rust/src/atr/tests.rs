@@ -1,6 +1,8 @@
 //! Tests of the three forms, every kernel against the streaming arithmetic.
 
-use super::batch::{run, Kernel, SEGMENT_BARS, SPLIT_MIN_BARS, STREAM_MIN_BARS};
+use super::batch::{
+    run, Block, Columns, Kernel, SEGMENT_BARS, SPLIT_MIN_BARS, SPLIT_MIN_BARS_WIDE, STREAM_MIN_BARS,
+};
 use super::*;
 use std::mem::MaybeUninit;
 

@@ -2,9 +2,9 @@
 
 use super::*;
 
-/// Length of a series whose scan is split in segments (with `extra` bars more).
+/// Length of a series whose scan is split in segments on every kernel (with `extra` bars more).
 fn split_len(period: usize, extra: usize) -> usize {
-    period + 1 + SPLIT_MIN_BARS + extra
+    period + 1 + SPLIT_MIN_BARS.max(SPLIT_MIN_BARS_WIDE) + extra
 }
 
 #[test]
@@ -91,4 +91,33 @@ fn concurrent_callers_share_the_helper_safely() {
             });
         }
     });
+}
+
+#[test]
+fn each_kernel_splits_from_its_own_length() {
+    // One bar short of its split length a series is scanned in one piece: bit for bit the
+    // kernel's own scan from the seed. From that length on it is split (and agrees to ulps).
+    let period = 14;
+    let (h, l, c) = series(split_len(period, 1));
+    for k in kernels() {
+        for m in [k.split_min_bars() - 1, k.split_min_bars()] {
+            let n = period + 1 + m;
+            let (h, l, c) = (&h[..n], &l[..n], &c[..n]);
+            let (got, ok) = run_vec(h, l, c, period, k);
+            assert!(ok);
+            let seed = (1..=period).map(|i| true_range(h[i], l[i], c[i - 1])).sum::<f64>() / period as f64;
+            let mut whole = vec![MaybeUninit::uninit(); m];
+            let cols = Columns { high: h, low: l, close: c };
+            k.scan_either(cols, period + 1, seed, &Block::new(period), &mut whole, false);
+            // SAFETY: the scan stores into every element.
+            let whole: Vec<f64> = whole.into_iter().map(|v| unsafe { v.assume_init() }).collect();
+            let tail = &got[period + 1..];
+            if m < k.split_min_bars() {
+                let same = tail.iter().zip(&whole).all(|(g, w)| g.to_bits() == w.to_bits());
+                assert!(same, "{k:?}: {m} bars were split");
+            } else {
+                assert_close(tail, &whole, 1e-13, &format!("{k:?} split at {m}"));
+            }
+        }
+    }
 }
