@@ -167,10 +167,13 @@ fn kernels_stay_close_over_long_series_and_long_periods() {
 
 #[test]
 fn streaming_stores_match_plain_at_every_alignment() {
-    // Lengths below, at and across the streamed scan's chunks (512 bars).
-    let (h, l, c) = series(1100);
+    // Lengths below, at and across the streamed scan's chunks (512 bars), whose copies end on
+    // the output's cache lines and carry the bars past the line into the next copy.
+    let (h, l, c) = series(2100);
+    let lengths = [0, 1, 64, 200, 1100, 1537, 2100];
     for period in [1, 3, 14] {
-        for n in [0, 1, period + 1, period + 2, period + 9, period + 17, 64, 200, 513 + period, 1100] {
+        let near = [1, 2, 9, 17, 513, 1024, 1031].map(|d| period + d);
+        for n in lengths.into_iter().chain(near) {
             let (h, l, c) = (&h[..n], &l[..n], &c[..n]);
             let want = plain(h, l, c, period);
             for k in kernels() {

@@ -148,23 +148,42 @@ pub(super) fn scan_avx512(
     (a, ok)
 }
 
-/// Copies `src` into `dst` (same length) with streaming stores wherever `dst` is 32-byte aligned,
-/// plain stores for the elements before and after; callers make sure the CPU has AVX.
+/// Bytes of a cache line, and `f64`s in one.
+const LINE: usize = 64;
+pub(super) const LINE_F64: usize = LINE / size_of::<f64>();
+
+/// The largest `m <= len` at which `dst[m]` starts a cache line (`len` itself when none of
+/// `dst[1..=len]` does; then `len` is under a line).
+pub(super) fn line_end(dst: &[MaybeUninit<f64>], len: usize) -> usize {
+    let past = (dst.as_ptr() as usize + len * size_of::<f64>()) % LINE / size_of::<f64>();
+    if past < len {
+        len - past
+    } else {
+        len
+    }
+}
+
+/// Copies `src` into `dst` (same length) with streaming stores on every whole cache line of
+/// `dst`, two 32-byte stores back to back, and plain stores before the first and after the
+/// last; callers make sure the CPU has AVX.
 #[target_feature(enable = "avx")]
 pub(super) fn stream_copy(src: &[MaybeUninit<f64>], dst: &mut [MaybeUninit<f64>]) {
     assert_eq!(src.len(), dst.len());
     let n = dst.len();
-    let misaligned = dst.as_ptr() as usize % 32;
-    let head = if misaligned == 0 { 0 } else { ((32 - misaligned) / size_of::<f64>()).min(n) };
+    let misaligned = dst.as_ptr() as usize % LINE;
+    let head = if misaligned == 0 { 0 } else { ((LINE - misaligned) / size_of::<f64>()).min(n) };
     dst[..head].copy_from_slice(&src[..head]);
     let mut i = head;
     let (sp, dp) = (src.as_ptr().cast::<f64>(), dst.as_mut_ptr().cast::<f64>());
-    while i + 4 <= n {
-        // SAFETY: i + 4 <= n for both slices; `dst.add(i)` is 32-byte aligned (`dst` is 8-byte
-        // aligned, `head` reached the boundary and i moves by 4); `MaybeUninit<f64>` has the
+    while i + LINE_F64 <= n {
+        // SAFETY: i + 8 <= n for both slices; `dst.add(i)` is 64-byte aligned (`dst` is 8-byte
+        // aligned, `head` reached the boundary and i moves by 8); `MaybeUninit<f64>` has the
         // layout of `f64` and `src` is initialised by the caller.
-        unsafe { _mm256_stream_pd(dp.add(i), _mm256_loadu_pd(sp.add(i))) };
-        i += 4;
+        unsafe {
+            _mm256_stream_pd(dp.add(i), _mm256_loadu_pd(sp.add(i)));
+            _mm256_stream_pd(dp.add(i + 4), _mm256_loadu_pd(sp.add(i + 4)));
+        }
+        i += LINE_F64;
     }
     dst[i..].copy_from_slice(&src[i..]);
 }
