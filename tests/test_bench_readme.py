@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sigil.bench import readme
-from sigil.bench.ratios import Figure, RatiosFile, vector_units
+from sigil.bench.ratios import Figure, RatiosFile, git_commit, vector_units
 
 README = "# Title\n\nprose before\n\n<!-- bench-table -->\nold table\n<!-- /bench-table -->\n\nprose after\n"
 GOALS = '[goals]\n"atr 10k: sigil/talib" = "<= 0.5"\n"replay speed-up" = ">= 100"\n"gone case" = "<= 1"\n'
@@ -119,3 +119,24 @@ def test_the_vector_units_are_read_off_the_flags(tmp_path: Path, flags: str, wan
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n")
     assert vector_units(cpuinfo) == want
     assert vector_units(tmp_path / "missing") == ""
+
+
+def test_a_readme_changed_by_an_earlier_run_leaves_the_checkout_clean(tmp_path: Path) -> None:
+    """``make bench`` writes the README: a table from an earlier run there does not change what the
+    next run measures, so the run is not marked as of uncommitted changes; any other change is."""
+    package = tmp_path / "python" / "sigil"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (tmp_path / "README.md").write_text(README)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, timeout=30)
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "c")
+    assert git_commit(package)[1] is False
+    (tmp_path / "README.md").write_text(README + "a table\n")
+    assert git_commit(package)[1] is False
+    (package / "__init__.py").write_text("x = 1\n")
+    assert git_commit(package)[1] is True

@@ -211,8 +211,9 @@ def sigil_info() -> dict[str, Any]:
 
 
 def git_commit(package: Path) -> tuple[str | None, bool | None]:
-    """``(HEAD, has uncommitted changes)`` of the git checkout whose tracked source ``package`` is;
-    ``(None, None)`` for an installed package (even one installed inside some checkout's venv)."""
+    """``(HEAD, has uncommitted changes other than to README.md)`` of the git checkout whose tracked
+    source ``package`` is; ``(None, None)`` for an installed package (even one installed inside some
+    checkout's venv)."""
     try:
         tracked = subprocess.run(
             ["git", "-C", str(package), "ls-files", "--error-unmatch", "__init__.py"],
@@ -226,8 +227,20 @@ def git_commit(package: Path) -> tuple[str | None, bool | None]:
         )
         if head.returncode != 0:
             return None, None
+        # The README is where `make bench` writes its table: one from an earlier run does not
+        # change what this run measures.
         status = subprocess.run(
-            ["git", "-C", str(package), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(package),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":(top)",
+                ":(top,exclude)README.md",
+            ],
             capture_output=True,
             text=True,
             timeout=30,

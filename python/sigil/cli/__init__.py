@@ -4,8 +4,8 @@
 Exit codes, one meaning each on every command (:mod:`sigil.errors` maps an error to its code): 0
 success, 1 a database or the exchange cannot be reached (retryable), 2 bad input, 3 the daemon's
 scheduler stalled, 4 the daemon's instance is held elsewhere; every failure prints one line on stderr
-naming the problem. ``sigil probe`` keeps its own: 0 fresh, 1 stale, 2 cannot tell. A command whose stdout's reader left
-(``| head``) ends with 141, silent, as one killed by SIGPIPE.
+naming the problem. ``sigil probe`` keeps its own: 0 fresh, 1 stale, 2 cannot tell. A command whose
+stdout's reader left (``| head``) ends with 141, silent, as one killed by SIGPIPE.
 """
 
 from __future__ import annotations
