@@ -107,9 +107,11 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: P
         for p in rows(url, "SELECT variant_id FROM micro_positions WHERE status = 'open'"):
             db_open[p["variant_id"]] = db_open.get(p["variant_id"], 0) + 1
         assert {k: v for k, v in doc["open_positions"].items() if v} == db_open
-        # SIGUSR1: every thread's stack into the log, and the daemon goes on passing.
+        # SIGUSR1: every thread's stack, then every asyncio task's, into the log, and the daemon
+        # goes on passing.
         d.proc.send_signal(signal.SIGUSR1)
         await wait_until(lambda: "most recent call first" in d.text(), timeout=10)
+        await wait_until(lambda: "Stack for <Task" in d.text() and "sigil-watchdog" in d.text(), timeout=10)
         n = len(heartbeats(url))
         await wait_until(lambda: len(heartbeats(url)) > n, timeout=30)
         d.terminate()

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import faulthandler
 import logging
-import signal
 import sys
 import time
 from typing import Any, TextIO
@@ -26,6 +24,7 @@ from sigil.daemon.app import RunLimits
 from sigil.daemon.passes import PassReport
 from sigil.daemon.scanner import Scanner
 from sigil.daemon.serve import serve
+from sigil.daemon.stacks import dump_threads_on_signal, with_stack_dumps
 from sigil.errors import SigilError, exit_status
 from sigil.times import from_ms
 
@@ -169,9 +168,10 @@ def run(args: argparse.Namespace) -> int:
     exchange = resolve_exchange(config.settings.exchange, url=args.exchange_url, live=args.live)
     keys = exchange.credentials.reveal() if exchange.credentials is not None else ()
     configure_logging(fmt, level, secrets_of(keys, notify_urls(config.settings.notify)), sys.stderr)
-    # `kill -USR1 <pid>` prints every thread's stack to stderr and the daemon goes on: what an
-    # operator (or a test that gave up waiting) needs to see where a daemon that will not stop is.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # `kill -USR1 <pid>` prints every thread's and task's stack to stderr and the daemon goes on:
+    # what an operator (or a test that gave up waiting) needs to see where a daemon that will not
+    # stop is.
+    dump_threads_on_signal()
     # One line per job run is noise at INFO; errors, misses and refusals still come through.
     # The daemon logs and counts the scheduler's errors, misses and refusals itself.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -188,16 +188,18 @@ def run(args: argparse.Namespace) -> int:
     # JSON logs that line is a JSON record too (every stderr line is JSON).
     try:
         return asyncio.run(
-            serve(
-                config,
-                database_url=args.database_url,
-                exchange_url=args.exchange_url,
-                limits=limits,
-                until_ms=args.until,
-                on_pass=progress,
-                health_port=args.health_port if args.health_port is not None else -1,
-                live=args.live,
-                standby=args.standby,
+            with_stack_dumps(
+                serve(
+                    config,
+                    database_url=args.database_url,
+                    exchange_url=args.exchange_url,
+                    limits=limits,
+                    until_ms=args.until,
+                    on_pass=progress,
+                    health_port=args.health_port if args.health_port is not None else -1,
+                    live=args.live,
+                    standby=args.standby,
+                )
             )
         )
     except (SigilError, ValueError, OSError) as e:
